@@ -1,0 +1,277 @@
+"""The `alcsdb` command line.
+
+Every command accepts the global `--db URL` (else ALCSDB_DATABASE_URL, else the embedded
+server) and `--debug` (full tracebacks). Errors print one line and exit non-zero.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import AlcsdbError
+
+log = logging.getLogger("alcsdb")
+
+
+class State:
+    """Lazily opened database engine shared by the commands of one invocation."""
+
+    def __init__(self, db_url: str | None, debug: bool):
+        self.db_url = db_url
+        self.debug = debug
+        self._engine = None
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from . import db
+
+            self._engine = db.make_engine(self.db_url)
+        return self._engine
+
+    def migrated_engine(self):
+        """The engine, after checking the database is at the code's migration head."""
+        from . import db
+
+        db.require_current(self.engine)
+        return self.engine
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def echo_table(rows: list[dict] | list[tuple], headers: list[str] | None = None, title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    if rows and isinstance(rows[0], dict):
+        headers = headers or list(rows[0])
+        rows = [tuple(r.get(h) for h in headers) for r in rows]
+    for h in headers or []:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*["" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in row])
+    Console().print(table)
+
+
+class AlcsdbGroup(click.Group):
+    """Turns exceptions into one-line errors unless --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:  # the one place errors become user messages
+            state = ctx.find_object(State)
+            if state is not None and state.debug:
+                raise
+            click.echo(f"error: {one_line(exc)}", err=True)
+            ctx.exit(1)
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, (AlcsdbError, ValueError, FileNotFoundError, PermissionError)):
+        text = str(exc)
+    else:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+
+        if isinstance(exc, OperationalError):
+            text = f"database unreachable: {str(exc.orig).strip()}"
+        elif isinstance(exc, DBAPIError):
+            text = f"database error: {str(exc.orig).strip()}"
+        else:
+            text = f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+    return " ".join(text.split())
+
+
+@click.group(cls=AlcsdbGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db_url", metavar="URL", envvar="ALCSDB_DATABASE_URL",
+              help="PostgreSQL URL (default: ALCSDB_DATABASE_URL, else the embedded server in $ALCSDB_HOME/pgdata).")
+@click.option("--debug", is_flag=True, help="Show full tracebacks and debug logging.")
+@click.version_option(__version__, prog_name="alcsdb")
+@click.pass_context
+def cli(ctx: click.Context, db_url: str | None, debug: bool) -> None:
+    """alcsdb: the ALCS HST + Spitzer/IRAC catalog database and pipeline."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("sqlalchemy", "alembic", "pgserver", "matplotlib", "PIL", "numexpr"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not debug:
+        warnings.filterwarnings("ignore")
+    ctx.obj = State(db_url, debug)
+
+
+# --- db -------------------------------------------------------------------------------
+
+@cli.group("db")
+def db_group() -> None:
+    """Database server and schema: url, start, stop, upgrade, status."""
+
+
+@db_group.command("url")
+@pass_state
+def db_url_cmd(state: State) -> None:
+    """Print the database URL in use (password hidden)."""
+    from . import db
+
+    click.echo(db.describe(state.engine))
+
+
+@db_group.command("start")
+def db_start() -> None:
+    """Start the embedded server (no effect with --db / ALCSDB_DATABASE_URL)."""
+    from . import db
+
+    url = db.embedded_url()
+    click.echo(f"embedded PostgreSQL running: {url}")
+
+
+@db_group.command("stop")
+def db_stop() -> None:
+    """Stop the embedded server."""
+    from . import db
+
+    click.echo("embedded PostgreSQL stopped" if db.stop_embedded() else "embedded PostgreSQL was not running")
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target Alembic revision.")
+@pass_state
+def db_upgrade(state: State, revision: str) -> None:
+    """Migrate the schema to the latest revision and load the 33 fields and the filters."""
+    from . import db
+
+    before = db.current_revision(state.engine)
+    db.upgrade(state.engine, revision)
+    click.echo(f"database {db.describe(state.engine)}: revision {before or 'none'} -> {db.current_revision(state.engine)}")
+
+
+@db_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def db_status(state: State, as_json: bool) -> None:
+    """Show the schema revision, row counts per table and runs by status."""
+    from . import status
+
+    info = status.database_status(state.engine)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(f"database: {info['url']}")
+    click.echo(f"revision: {info['revision']} (code head {info['head']})")
+    echo_table([{"table": k, "rows": v} for k, v in info["tables"].items()], title="rows per table")
+    if info["runs"]:
+        echo_table(info["runs"], title="runs by stage and status")
+    if info["abandoned"]:
+        click.echo(f"abandoned runs (process gone while running): {', '.join(map(str, info['abandoned']))}")
+
+
+# --- fields ---------------------------------------------------------------------------
+
+@cli.group("fields")
+def fields_group() -> None:
+    """The ALCS fields: list, add."""
+
+
+@fields_group.command("list")
+@pass_state
+def fields_list(state: State) -> None:
+    """List the fields with their centre, redshift and source counts."""
+    from sqlalchemy import text
+
+    with state.migrated_engine().connect() as conn:
+        rows = conn.execute(text(
+            "SELECT f.name, f.hst_root, f.cluster, f.survey, f.ra, f.dec, f.z_cluster, f.ebv, "
+            "(SELECT count(*) FROM source s WHERE s.field_id = f.field_id) AS n_sources "
+            "FROM field f ORDER BY f.survey, f.name")).mappings().all()
+    echo_table([dict(r) for r in rows], title=f"{len(rows)} fields")
+
+
+@fields_group.command("add")
+@click.argument("name")
+@click.option("--ra", type=float, required=True, help="Centre RA, deg.")
+@click.option("--dec", type=float, required=True, help="Centre Dec, deg.")
+@click.option("--hst-root", help="HST product root (default: NAME).")
+@click.option("--irac-root", help="IRAC product root.")
+@click.option("--cluster", help="Cluster name (default: NAME).")
+@click.option("--survey", help="Survey (HFF, CLASH, RELICS, ...).")
+@click.option("--z", "z_cluster", type=float, help="Cluster redshift.")
+@click.option("--ebv", type=float, help="Galactic E(B-V), mag.")
+@pass_state
+def fields_add(state: State, name: str, ra: float, dec: float, hst_root: str | None, irac_root: str | None,
+               cluster: str | None, survey: str | None, z_cluster: float | None, ebv: float | None) -> None:
+    """Add a new field NAME (e.g. j123456p0102)."""
+    from . import fields
+
+    with state.migrated_engine().begin() as conn:
+        fid = fields.add_field(conn, name, ra, dec, hst_root=hst_root, irac_root=irac_root, cluster=cluster,
+                               survey=survey, z_cluster=z_cluster, ebv=ebv)
+    click.echo(f"field {name} added (field_id {fid})")
+
+
+# --- cone -----------------------------------------------------------------------------
+
+@cli.command("cone")
+@click.argument("ra", type=float)
+@click.argument("dec", type=float)
+@click.argument("radius_arcsec", type=float)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "fits"]), default="table",
+              show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@pass_state
+def cone(state: State, ra: float, dec: float, radius_arcsec: float, fmt: str, out: Path | None) -> None:
+    """Sources within RADIUS_ARCSEC of (RA, DEC) in degrees, over all fields, nearest first."""
+    from . import query
+
+    table = query.cone_search(state.migrated_engine(), ra, dec, radius_arcsec)
+    write_table(table, fmt, out, title=f"{len(table)} sources within {radius_arcsec}\" of ({ra}, {dec})")
+
+
+def write_table(table, fmt: str, out: Path | None, title: str | None = None) -> None:
+    """Print or write an astropy Table as a rich table, CSV, JSON (records) or FITS."""
+    if fmt == "fits" and out is None:
+        raise click.UsageError("--format fits needs --out FILE")
+    if fmt == "table":
+        if out is not None:
+            table.write(out, format="ascii.fixed_width", overwrite=True)
+        else:
+            echo_table([tuple(row) for row in table.iterrows()], headers=table.colnames, title=title)
+        return
+    if fmt == "fits":
+        table.write(out, format="fits", overwrite=True)
+        click.echo(f"wrote {len(table)} rows to {out}")
+        return
+    if fmt == "csv":
+        import io
+
+        buf = io.StringIO()
+        table.write(buf, format="ascii.csv")
+        payload = buf.getvalue()
+    else:
+        payload = json.dumps([{k: _jsonable(row[k]) for k in table.colnames} for row in table], indent=1)
+    if out is None:
+        click.echo(payload, nl=not payload.endswith("\n"))
+    else:
+        out.write_text(payload)
+        click.echo(f"wrote {len(table)} rows to {out}")
+
+
+def _jsonable(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="alcsdb")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
