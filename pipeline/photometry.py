@@ -1,0 +1,297 @@
+"""HST aperture photometry with the release's (grizli + sep) conventions.
+
+Pure functions: numpy arrays in, numpy arrays out. Pixel coordinates are zero-indexed
+(``x = 0`` is the centre of the first column), as sep and ``wcs.all_pix2world(x, y, 0)``
+use them. Fluxes come out in microJansky: each function that measures flux takes the
+image's ``ujy_per_count`` factor (1.0 for an image already in uJy per pixel).
+
+The release's conventions reproduced here (grizli ``prep.make_SEP_catalog`` and
+``auto_script.multiband_catalog``):
+
+- circular apertures of DIAMETERS ``APERTURE_DIAMETERS_ARCSEC`` at the detection positions,
+  no PSF matching, pixels of neighbouring sources masked with the detection segmentation
+  map (sep ``segmap``/``seg_id``), subpixel sampling 5;
+- masked pixels inside an aperture (bad pixels and neighbours' segments) are treated as
+  sep does when given a mask array, which grizli always passed: the sum over the
+  unmasked pixels is scaled by (aperture area on the image) / (unmasked area), and its
+  variance likewise (SExtractor's correction), so a masked pixel counts as the mean of
+  the unmasked ones;
+- errors from the inverse-variance weight map, ``err = 1 / sqrt(wht)``, optionally scaled
+  by the ratio of the measured background rms to that error (grizli ``rescale_weight``,
+  SExtractor ``MAP_WEIGHT``); see :func:`estimate_background`;
+- a smooth sep background subtracted before summing; ``bkg`` is the background summed
+  in the same aperture;
+- a value is NaN (-99 on export) where more than 20% of the aperture is masked or off the
+  image, which includes a filter that does not cover the source;
+- ``apcorr = flux_auto / flux_aper`` (detection image), ``corr = flux * apcorr``,
+  ``tot = corr * tot_corr`` with ``tot_corr = 1 / EE(r_kron)`` from the tabulated HST
+  encircled-energy curves.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import sep
+from astropy.table import Table
+
+from alcsdb.config import shared_path
+
+APERTURE_DIAMETERS_ARCSEC: tuple[float, ...] = (0.36, 0.5, 0.7, 1.0, 1.2, 1.5, 3.0)
+"""Aperture diameters (arcsec) of ``flux_aper_0`` .. ``flux_aper_6``."""
+
+AB_ZEROPOINT_UJY = 23.9
+"""AB magnitude of 1 microJansky: ``mag = 23.9 - 2.5 log10(flux_uJy)``."""
+
+MAX_MASKED_FRACTION = 0.2
+"""Aperture values are NaN when a larger fraction of the aperture is masked."""
+
+EE_MAX_RADIUS_ARCSEC = 5.0
+"""Radius where the encircled energy is taken to be 1 (grizli appends this point)."""
+
+KRON_MIN_RADIUS_ARCSEC = 0.35
+"""Minimum circularized Kron radius (aperture diameter 0.7")."""
+
+
+def ujy_per_count(
+    photfnu: float | None = None,
+    photflam: float | None = None,
+    photplam: float | None = None,
+) -> float:
+    """MicroJansky per (count/s) of an HST image, from its header calibration.
+
+    ``uJy = counts/s * 3631e6 * 10**(-0.4 ZP)`` with the AB zeropoint
+    ``ZP = -2.5 log10(PHOTFNU) + 8.90`` (PHOTFNU in Jy s / e-), or, without PHOTFNU,
+    ``ZP = -2.5 log10(PHOTFLAM) - 21.10 - 5 log10(PHOTPLAM) + 18.6921``
+    (PHOTFLAM in erg/s/cm2/A per e-/s, PHOTPLAM in Angstrom).
+    """
+    if photfnu is not None:
+        zeropoint = -2.5 * np.log10(photfnu) + 8.90
+    elif photflam is not None and photplam is not None:
+        zeropoint = -2.5 * np.log10(photflam) - 21.10 - 5 * np.log10(photplam) + 18.6921
+    else:
+        raise ValueError("ujy_per_count needs PHOTFNU, or PHOTFLAM and PHOTPLAM")
+    return float(3631e6 * 10 ** (-0.4 * zeropoint))
+
+
+def error_and_mask(sci: np.ndarray, wht: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel error ``1/sqrt(wht)`` and the mask of unusable pixels.
+
+    A pixel is masked where the weight is zero, negative or not finite, or the image is
+    not finite (as grizli: sep ignores masked pixels). Masked errors are set to 0.
+    Returns ``(err, mask)``: float32 error in the image's units, boolean mask.
+    """
+    wht = np.asarray(wht, dtype=np.float32)
+    mask = ~(np.isfinite(wht) & (wht > 0) & np.isfinite(sci))
+    err = np.zeros(wht.shape, dtype=np.float32)
+    np.sqrt(wht, out=err, where=~mask)
+    np.divide(1.0, err, out=err, where=~mask)
+    return err, mask
+
+
+@dataclass(frozen=True)
+class Background:
+    """A smooth sep background and the error rescaling measured with it.
+
+    ``level``: background image (image units per pixel); ``err_scale``: median over
+    unmasked pixels of (background rms / weight-map error), the factor grizli applies to
+    ``1/sqrt(wht)`` so errors follow the measured pixel noise (SExtractor MAP_WEIGHT).
+    """
+
+    level: np.ndarray
+    err_scale: float
+
+
+def estimate_background(
+    sci: np.ndarray,
+    err: np.ndarray,
+    mask: np.ndarray,
+    *,
+    pixscale: float,
+    box_arcsec: float = 4.0,
+    filter_size: int = 3,
+) -> Background:
+    """sep background with a ``box_arcsec`` mesh (grizli: 64 px x 0.06" = 3.84") and a
+    ``filter_size`` x ``filter_size`` median filter of the mesh, masked pixels ignored.
+
+    ``pixscale`` is in arcsec per pixel; the mesh is ``round(box_arcsec / pixscale)`` px.
+    """
+    box = max(1, int(round(box_arcsec / pixscale)))
+    data = np.ascontiguousarray(sci, dtype=np.float32)
+    bkg = sep.Background(data, mask=mask, bw=box, bh=box, fw=filter_size, fh=filter_size)
+    good = ~mask & (err > 0)
+    ratio = bkg.rms(dtype=np.float32)[good] / err[good]
+    return Background(level=bkg.back(dtype=np.float32), err_scale=float(np.median(ratio)))
+
+
+def circle_area_pixels(diameter_arcsec: float, pixscale: float) -> float:
+    """Area (pixels) of a circular aperture of the given diameter."""
+    return float(np.pi * (0.5 * diameter_arcsec / pixscale) ** 2)
+
+
+def aperture_photometry(
+    sci: np.ndarray,
+    wht: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    pixscale: float,
+    ujy_per_count: float,
+    mask: np.ndarray | None = None,
+    seg: np.ndarray | None = None,
+    seg_id: np.ndarray | None = None,
+    background: Background | None = None,
+    diameters: tuple[float, ...] = APERTURE_DIAMETERS_ARCSEC,
+    subpix: int = 5,
+    max_masked_fraction: float | None = MAX_MASKED_FRACTION,
+) -> dict[str, np.ndarray]:
+    """Circular-aperture photometry of one image at fixed (zero-indexed) positions.
+
+    Parameters
+    ----------
+    sci, wht : image (counts/s or uJy) and its inverse-variance weight (same units^-2).
+    x, y : zero-indexed pixel positions (the detection catalog's ``x``, ``y``).
+    pixscale : arcsec per pixel of this image.
+    ujy_per_count : uJy per image unit (see :func:`ujy_per_count`; 1.0 for a uJy image).
+    mask : extra pixels to ignore (True = masked), besides invalid weights/pixels.
+    seg, seg_id : detection segmentation map (int32) and each source's label; pixels of
+        other sources are excluded from a source's apertures (sep: masked if
+        ``seg != seg_id and seg != 0``).
+    background : subtracted before summing and summed into ``bkg`` (None: no
+        subtraction, ``bkg`` = 0); its ``err_scale`` multiplies the errors.
+    diameters : aperture diameters in arcsec.
+    max_masked_fraction : ``flux``, ``fluxerr`` and ``bkg`` are NaN where a larger
+        fraction of the aperture area is masked or off the image (None: never).
+
+    Returns
+    -------
+    dict of (N, len(diameters)) arrays: ``flux``, ``fluxerr``, ``bkg`` (uJy), ``flag``
+    (sep aperture flags, int), ``mask`` (masked or off-image area in pixels).
+    """
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_1d(np.asarray(y, dtype=np.float64))
+    err, bad = error_and_mask(sci, wht)
+    if mask is not None:
+        bad |= np.asarray(mask, dtype=bool)
+    data = np.ascontiguousarray(sci, dtype=np.float32)
+    if background is not None:
+        data = data - background.level
+        err = err * np.float32(background.err_scale)
+    data[bad] = 0.0
+    err[bad] = 0.0
+    valid = (~bad).astype(np.float32)
+    seg_kwargs = {}
+    if seg is not None:
+        if seg_id is None:
+            raise ValueError("seg needs seg_id, the label of each source")
+        seg_kwargs = {
+            "segmap": np.ascontiguousarray(seg, dtype=np.int32),
+            "seg_id": np.asarray(seg_id, dtype=np.int32),
+        }
+
+    shape = (x.size, len(diameters))
+    out = {
+        "flux": np.empty(shape),
+        "fluxerr": np.empty(shape),
+        "flag": np.empty(shape, dtype=np.int16),
+        "bkg": np.zeros(shape),
+        "mask": np.empty(shape),
+    }
+    for i, diameter in enumerate(diameters):
+        radius = 0.5 * diameter / pixscale
+        flux, fluxerr, flag = sep.sum_circle(
+            data, x, y, radius, err=err, mask=bad, subpix=subpix, **seg_kwargs
+        )
+        out["flux"][:, i] = flux * ujy_per_count
+        out["fluxerr"][:, i] = fluxerr * ujy_per_count
+        out["flag"][:, i] = flag
+        if background is not None:
+            level = sep.sum_circle(
+                background.level, x, y, radius, mask=bad, subpix=subpix, **seg_kwargs
+            )[0]
+            out["bkg"][:, i] = level * ujy_per_count
+        covered = sep.sum_circle(valid, x, y, radius, subpix=0)[0]
+        area = circle_area_pixels(diameter, pixscale)
+        out["mask"][:, i] = np.clip(np.round(area - covered, 6), 0.0, area)
+        if max_masked_fraction is not None:
+            blank = out["mask"][:, i] > max_masked_fraction * area
+            for key in ("flux", "fluxerr", "bkg"):
+                out[key][blank, i] = np.nan
+    return out
+
+
+@lru_cache(maxsize=4)
+def _encircled_energy(path: Path) -> Table:
+    return Table.read(path)
+
+
+def encircled_energy_column(filter_name: str, columns: list[str]) -> str | None:
+    """The EE-table column of an HST filter (``"f160w"`` -> ``"wfc3,ir,f160w"``).
+
+    As grizli: F0xx/F1xx filters are WFC3/IR; others ACS/WFC (chip 1), else WFC3/UVIS
+    (chip 2). None when the file has no curve for the filter.
+    """
+    name = filter_name.lower()
+    if name[:2] in ("f0", "f1"):
+        candidates = [f"wfc3,ir,{name}"]
+    else:
+        candidates = [f"acs,wfc1,{name}", f"wfc3,uvis2,{name}"]
+    return next((c for c in candidates if c in columns), None)
+
+
+def total_correction(
+    filter_name: str,
+    kron_rcirc_arcsec: np.ndarray,
+    *,
+    ee_path: Path | None = None,
+    rmin_arcsec: float = KRON_MIN_RADIUS_ARCSEC,
+    rmax_arcsec: float = EE_MAX_RADIUS_ARCSEC,
+) -> np.ndarray:
+    """Point-source correction for flux outside the Kron aperture, ``{f}_tot_corr``.
+
+    ``1 / EE(clip(kron_rcirc_arcsec, rmin, rmax))`` with EE linearly interpolated in the
+    filter's curve of ``hst_encircled_energy.fits`` (radius in arcsec, tabulated to 2")
+    extended with ``EE(5") = 1`` as grizli does. All ones when the filter has no curve.
+    ``kron_rcirc_arcsec`` is the circularized Kron radius ``kron_rcirc * pixscale``.
+    """
+    radius = np.clip(np.asarray(kron_rcirc_arcsec, dtype=np.float64), rmin_arcsec, rmax_arcsec)
+    table = _encircled_energy(ee_path or shared_path("psf", "hst_encircled_energy.fits"))
+    column = encircled_energy_column(filter_name, table.colnames)
+    if column is None:
+        return np.ones_like(radius)
+    ee_radius = np.append(np.asarray(table["radius"], dtype=np.float64), rmax_arcsec)
+    ee_value = np.append(np.asarray(table[column], dtype=np.float64), 1.0)
+    return 1.0 / np.interp(radius, ee_radius, ee_value)
+
+
+def corrected_fluxes(
+    flux: np.ndarray,
+    fluxerr: np.ndarray,
+    flux_auto: np.ndarray,
+    flux_aper_det: np.ndarray,
+    tot_corr: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Aperture-corrected and total fluxes of one filter (the release's ``{f}_corr_i``,
+    ``{f}_ecorr_i``, ``{f}_tot_i``, ``{f}_etot_i``).
+
+    flux, fluxerr : (N, n_aper) aperture fluxes of the filter (uJy).
+    flux_auto : (N,) Kron flux in the detection image; flux_aper_det : (N, n_aper)
+    aperture fluxes in the detection image; tot_corr : (N,) the filter's ``tot_corr``.
+
+    Returns ``apcorr = flux_auto / flux_aper_det``, ``corr = flux * apcorr``,
+    ``ecorr = fluxerr * apcorr``, ``tot = corr * tot_corr``, ``etot = ecorr * tot_corr``
+    (NaN propagates: a masked aperture stays NaN).
+    """
+    apcorr = np.asarray(flux_auto, dtype=np.float64)[:, None] / flux_aper_det
+    corr = flux * apcorr
+    ecorr = fluxerr * apcorr
+    tot_corr = np.asarray(tot_corr, dtype=np.float64)[:, None]
+    return {
+        "apcorr": apcorr,
+        "corr": corr,
+        "ecorr": ecorr,
+        "tot": corr * tot_corr,
+        "etot": ecorr * tot_corr,
+    }
