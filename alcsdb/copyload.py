@@ -62,9 +62,11 @@ def _encode(values, sqltype) -> tuple[np.ndarray, np.ndarray | list]:
     n = data.shape[0]
     if isinstance(sqltype, ARRAY):
         item = "f4" if isinstance(sqltype.item_type, REAL) else "f8"
+        dims = data.shape[1:]  # one value per row: (k,) or (k1, k2) for 2-d arrays
         arr = np.ascontiguousarray(np.where(np.isfinite(data), data, np.nan), dtype=">" + item).reshape(n, -1)
         k = arr.shape[1]
-        head = np.frombuffer(struct.pack(">iiiii", 1, 0, _ARRAY_OIDS[item], k, 1), dtype=np.uint8)
+        head = np.frombuffer(struct.pack(f">iii{'ii' * len(dims)}", len(dims), 0, _ARRAY_OIDS[item],
+                                         *[v for d in dims for v in (d, 1)]), dtype=np.uint8)
         elem_len = np.frombuffer(struct.pack(">i", arr.itemsize), dtype=np.uint8)
         body = np.concatenate([np.tile(elem_len, (n, k, 1)), arr.view(np.uint8).reshape(n, k, arr.itemsize)], axis=2)
         payload = np.concatenate([np.tile(head, (n, 1)), body.reshape(n, -1)], axis=1)

@@ -41,3 +41,13 @@ def test_reference_data_loaded(engine):
     db.upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM field")).scalar() == 33
+
+
+def test_schema_doc_is_current():
+    """docs/schema.md is generated from the models; regenerate with `python -m alcsdb.schema_doc`."""
+    from pathlib import Path
+
+    from alcsdb.schema_doc import render
+
+    committed = (Path(__file__).parent.parent / "docs" / "schema.md").read_text()
+    assert committed == render(), "docs/schema.md is stale: python -m alcsdb.schema_doc > docs/schema.md"
