@@ -1,0 +1,370 @@
+"""HST source detection with the release's (grizli + sep) conventions.
+
+Pure functions: arrays and an astropy WCS in, an astropy Table and a segmentation array
+out. The detection image made by :func:`detection_image` is in microJansky per pixel, so
+every flux in the catalog of :func:`detect` (``flux``, ``cflux``, ``peak``, ``cpeak``,
+``flux_iso``, ``flux_auto``, ``bkg_auto``, ``flux_aper_i`` ... and their errors) is in
+microJansky and every magnitude is AB (``23.9 - 2.5 log10(flux)``); an image in other
+units gives fluxes in those units (and meaningless magnitudes).
+
+Conventions (grizli ``prep.make_SEP_catalog``): ``x``, ``y`` zero-indexed,
+``x_image = x + 1``; ``ra, dec = wcs.all_pix2world(x, y, 0)``; ``id`` is the source's
+label in the segmentation map (1..N in sep order); Kron quantities as described in
+:func:`detect`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import sep
+from astropy.table import Table
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
+from scipy import ndimage
+
+from pipeline.photometry import (
+    AB_ZEROPOINT_UJY,
+    APERTURE_DIAMETERS_ARCSEC,
+    KRON_MIN_RADIUS_ARCSEC,
+    aperture_photometry,
+    error_and_mask,
+    estimate_background,
+    total_correction,
+    ujy_per_count,
+)
+
+F160W_FWHM_ARCSEC = 0.151
+"""WFC3/IR F160W PSF FWHM (WFC3 Instrument Handbook); only used for the fallback kernel."""
+
+KERNEL_SIZE = 11
+"""Side (pixels) of the detection kernel cut from the PSF (grizli: the central 11x11)."""
+
+SEP_COLUMNS = (
+    "thresh", "npix", "tnpix", "xmin", "xmax", "ymin", "ymax", "x", "y",
+    "x2", "y2", "xy", "errx2", "erry2", "errxy", "a", "b", "theta",
+    "cxx", "cyy", "cxy", "cflux", "flux", "cpeak", "peak",
+    "xcpeak", "ycpeak", "xpeak", "ypeak", "flag",
+)
+_IMAGE_SUFFIXED = {"x2", "y2", "xy", "a", "b", "theta", "cxx", "cyy", "cxy"}
+
+FLUX_RADIUS_FRACTIONS = (0.2, 0.5, 0.9)
+"""Light fractions of ``flux_radius_20``, ``flux_radius``, ``flux_radius_90``."""
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """Detection and Kron settings; the defaults are the release's.
+
+    back_box_arcsec, back_filter_size : sep background mesh (arcsec) and median filter
+        (meshes); the README's "4 arcsec" and 3.
+    filter_kernel : detection filter. The release used the drizzled F160W PSF, flipped
+        and normalized (a matched filter, Zackay & Ofek 2017): build it with
+        :func:`psf_kernel`. None: a Gaussian of FWHM ``F160W_FWHM_ARCSEC``. Any 2-d
+        array is stored as a tuple of row tuples, so the parameters stay hashable and
+        serializable (provenance).
+    filter_type : sep filter treatment ("conv" as grizli; "matched" weighs by noise).
+    threshold : detection threshold in units of the per-pixel error (weight map).
+    minarea, deblend_nthresh, deblend_cont, clean, clean_param : sep.extract settings
+        (``deblend_cont=1.0`` turns deblending off).
+    rescale_weight : scale ``1/sqrt(wht)`` by the median (background rms / error), as
+        grizli and SExtractor's MAP_WEIGHT do.
+    pixscale : arcsec per pixel; None: from the WCS.
+    kron_factor, kron_rmax : Kron aperture ``kron_factor * kr`` with ``kr`` measured
+        within ``kron_rmax`` isophotal radii (2.5, 6 as SExtractor); no floor on kr.
+    kron_min_radius_arcsec : minimum circularized Kron radius; smaller apertures use a
+        circle of this radius (0.35", i.e. D = 0.7").
+    segmask : mask neighbours' segmentation pixels in Kron and aperture sums (grizli).
+    subpix : sep subpixel sampling of apertures (grizli 5; 1 mimics SExtractor's
+        pixel-centre sums).
+    tot_corr_filter : filter whose encircled-energy curve gives ``tot_corr``.
+    diameters : detection-image aperture diameters (arcsec).
+    """
+
+    back_box_arcsec: float = 4.0
+    back_filter_size: int = 3
+    filter_kernel: tuple[tuple[float, ...], ...] | None = None
+    filter_type: str = "conv"
+    threshold: float = 1.0
+    minarea: int = 9
+    deblend_nthresh: int = 32
+    deblend_cont: float = 0.001
+    clean: bool = True
+    clean_param: float = 1.0
+    rescale_weight: bool = True
+    pixscale: float | None = None
+    kron_factor: float = 2.5
+    kron_rmax: float = 6.0
+    kron_min_radius_arcsec: float = KRON_MIN_RADIUS_ARCSEC
+    segmask: bool = True
+    subpix: int = 5
+    tot_corr_filter: str = "f160w"
+    diameters: tuple[float, ...] = APERTURE_DIAMETERS_ARCSEC
+
+    def __post_init__(self) -> None:
+        if self.filter_kernel is not None:
+            rows = tuple(tuple(float(v) for v in row) for row in np.asarray(self.filter_kernel))
+            object.__setattr__(self, "filter_kernel", rows)
+        object.__setattr__(self, "diameters", tuple(float(d) for d in self.diameters))
+
+
+def detection_image(
+    scis: Sequence[np.ndarray],
+    whts: Sequence[np.ndarray],
+    photfnus: Sequence[float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Combine filter mosaics on one pixel grid into the detection image (uJy / pixel).
+
+    Each mosaic ``s_i`` (counts/s) with inverse-variance weight ``w_i`` and calibration
+    ``c_i = ujy_per_count(PHOTFNU_i)`` (uJy per count/s) is put in uJy, ``c_i s_i``, with
+    weight ``w_i / c_i**2`` (uJy^-2); the detection image is their inverse-variance
+    weighted mean and its weight the sum of the weights:
+
+        image  = sum_i (w_i / c_i**2) c_i s_i / sum_i (w_i / c_i**2)
+        weight = sum_i  w_i / c_i**2
+
+    This is grizli's ``make_filter_combinations(weight_fnu=2)`` with the reference
+    PHOTFNU set to 1 uJy. Pixels with zero total weight are 0 in both. Invalid pixels of
+    a mosaic (non-finite, or weight <= 0) do not contribute.
+    """
+    if not (len(scis) == len(whts) == len(photfnus) > 0):
+        raise ValueError("detection_image needs as many sci, wht and PHOTFNU values (>= 1)")
+    numerator = np.zeros(np.shape(scis[0]), dtype=np.float64)
+    weight = np.zeros_like(numerator)
+    for sci, wht, photfnu in zip(scis, whts, photfnus):
+        scale = ujy_per_count(photfnu=photfnu)
+        _, bad = error_and_mask(sci, wht)
+        w = np.where(bad, 0.0, np.asarray(wht, dtype=np.float64)) / scale**2
+        numerator += w * np.where(bad, 0.0, np.asarray(sci, dtype=np.float64)) * scale
+        weight += w
+    image = np.divide(numerator, weight, out=np.zeros_like(numerator), where=weight > 0)
+    return image.astype(np.float32), weight.astype(np.float32)
+
+
+def psf_kernel(
+    psf: np.ndarray, *, psf_pixscale: float, pixscale: float, size: int = KERNEL_SIZE
+) -> np.ndarray:
+    """Matched-filter detection kernel from a PSF image (grizli's F160W kernel).
+
+    The PSF is resampled onto a ``size`` x ``size`` grid of ``pixscale`` pixels centred
+    on its brightest pixel (cubic-spline interpolation, averaged over each output pixel
+    when it is larger than a PSF pixel; same scales reproduce the central cut exactly),
+    flipped in x and y (the optimal filter is the PSF cross-correlation) and normalized
+    to unit sum. Both scales in arcsec per pixel.
+    """
+    psf = np.asarray(psf, dtype=np.float64)
+    cy, cx = np.unravel_index(np.argmax(psf), psf.shape)
+    ratio = pixscale / psf_pixscale
+    nsub = 1 if ratio <= 1 else int(np.ceil(3 * ratio))
+    offsets = (
+        np.arange(size)[:, None] - size // 2 + (np.arange(nsub)[None, :] + 0.5) / nsub - 0.5
+    ).ravel() * ratio
+    yy, xx = np.meshgrid(cy + offsets, cx + offsets, indexing="ij")
+    samples = ndimage.map_coordinates(psf, [yy, xx], order=3, mode="constant")
+    kernel = samples.reshape(size, nsub, size, nsub).mean(axis=(1, 3))[::-1, ::-1]
+    return kernel / kernel.sum()
+
+
+def gaussian_kernel(fwhm_arcsec: float, pixscale: float, size: int = KERNEL_SIZE) -> np.ndarray:
+    """Normalized ``size`` x ``size`` Gaussian of the given FWHM sampled at pixel centres."""
+    sigma = fwhm_arcsec / pixscale / (2 * np.sqrt(2 * np.log(2)))
+    r = np.arange(size) - size // 2
+    profile = np.exp(-0.5 * (r / sigma) ** 2)
+    kernel = np.outer(profile, profile)
+    return kernel / kernel.sum()
+
+
+def wcs_pixscale(wcs: WCS) -> float:
+    """Mean pixel scale (arcsec) of a celestial WCS."""
+    return float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)
+
+
+def detect(
+    image: np.ndarray,
+    weight: np.ndarray,
+    wcs: WCS,
+    *,
+    params: DetectParams = DetectParams(),
+) -> tuple[Table, np.ndarray]:
+    """Detect sources and measure the release's detection-catalog columns.
+
+    image, weight : detection image (uJy/pixel, see :func:`detection_image`) and its
+        inverse-variance weight; weight <= 0 or non-finite pixels are masked.
+    wcs : the image's WCS (``ra, dec = wcs.all_pix2world(x, y, 0)``).
+
+    Steps (grizli ``make_SEP_catalog`` / ``compute_SEP_auto_params``): sep background
+    subtracted; ``err = 1/sqrt(weight)`` (times the background rms ratio if
+    ``rescale_weight``); ``sep.extract`` at ``threshold * err``; ``flux_iso`` summed over
+    the source's segment; Kron radius ``kr = sep.kron_radius(data, x, y, a, b, theta,
+    kron_rmax)`` with neighbours masked, ``kron_radius = kron_factor * kr`` (the aperture,
+    in units of a and b), ``kron_rcirc = kron_radius * sqrt(a b)`` (pixels); ``flux_auto``
+    is the sum in that ellipse, or in a circle of ``kron_min_radius_arcsec`` when
+    ``kron_rcirc`` is not larger; ``flux_radius_*`` within ``6 a`` normalized to
+    ``flux_auto``; ``tot_corr = 1/EE(kron_rcirc * pixscale)`` of ``tot_corr_filter``;
+    ``mag_auto = 23.9 - 2.5 log10(flux_auto * tot_corr)``; circular apertures of
+    ``diameters`` (neighbours masked, never blanked). Sources with non-finite shape,
+    ``flux_auto <= 0``, ``kron_radius <= 0`` or ``flux_radius <= 0`` are dropped as
+    grizli does; the others keep their segmentation label as ``id``.
+
+    Returns the catalog (columns in the order of the release's ``phot_apcorr`` file)
+    and the int32 segmentation map (0 = sky and masked pixels; label = ``id``).
+    """
+    pixscale = params.pixscale if params.pixscale is not None else wcs_pixscale(wcs)
+    err, mask = error_and_mask(image, weight)
+    data = np.ascontiguousarray(image, dtype=np.float32)
+    data[mask] = 0.0
+    background = estimate_background(
+        data, err, mask, pixscale=pixscale,
+        box_arcsec=params.back_box_arcsec, filter_size=params.back_filter_size,
+    )
+    if params.rescale_weight:
+        err *= np.float32(background.err_scale)
+    else:
+        background = replace(background, err_scale=1.0)
+    data_bkg = data - background.level
+    data_bkg[mask] = 0.0
+
+    if params.filter_kernel is None:
+        kernel = gaussian_kernel(F160W_FWHM_ARCSEC, pixscale)
+    else:
+        kernel = np.asarray(params.filter_kernel, dtype=np.float64)
+    sep.set_extract_pixstack(max(300_000, data.size // 20))
+    objects, seg = sep.extract(
+        data_bkg, params.threshold, err=err, mask=mask, minarea=params.minarea,
+        filter_kernel=kernel, filter_type=params.filter_type,
+        deblend_nthresh=params.deblend_nthresh, deblend_cont=params.deblend_cont,
+        clean=params.clean, clean_param=params.clean_param, segmentation_map=True,
+    )
+    seg[mask] = 0
+    ids = np.arange(1, len(objects) + 1, dtype=np.int32)
+    objects = objects.copy()
+    objects["theta"] = np.clip(objects["theta"], -np.pi / 2, np.pi / 2)
+    finite = np.ones(len(objects), dtype=bool)
+    for name in ("x", "y", "a", "b", "theta"):
+        finite &= np.isfinite(objects[name])
+    objects, ids = objects[finite], ids[finite]
+
+    catalog = Table()
+    for name in SEP_COLUMNS:
+        catalog[f"{name}_image" if name in _IMAGE_SUFFIXED else name] = objects[name]
+    x, y = catalog["x"].data.astype(np.float64), catalog["y"].data.astype(np.float64)
+    catalog["x_image"] = x + 1
+    catalog["y_image"] = y + 1
+    catalog["id"] = ids
+    ra, dec = wcs.all_pix2world(x, y, 0)
+    catalog["ra"], catalog["dec"] = ra, dec
+    catalog["x_world"], catalog["y_world"] = ra, dec
+
+    flux_iso, var_iso, area_iso = _segment_sums(data_bkg, err, seg, ids)
+    catalog["flux_iso"] = flux_iso
+    catalog["fluxerr_iso"] = np.sqrt(var_iso)
+    catalog["area_iso"] = area_iso
+    with np.errstate(invalid="ignore", divide="ignore"):
+        catalog["mag_iso"] = AB_ZEROPOINT_UJY - 2.5 * np.log10(flux_iso)
+
+    seg_kwargs = {"segmap": seg, "seg_id": ids} if params.segmask else {}
+    auto = _kron_photometry(data, data_bkg, err, mask, catalog, pixscale, params, seg_kwargs)
+    for name, values in auto.items():
+        catalog[name] = values
+    catalog["tot_corr"] = total_correction(
+        params.tot_corr_filter, catalog["kron_rcirc"] * pixscale,
+        rmin_arcsec=params.kron_min_radius_arcsec,
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        catalog["mag_auto"] = AB_ZEROPOINT_UJY - 2.5 * np.log10(
+            catalog["flux_auto"] * catalog["tot_corr"]
+        )
+        catalog["magerr_auto"] = 2.5 / np.log(10) * catalog["fluxerr_auto"] / catalog["flux_auto"]
+
+    apertures = aperture_photometry(
+        image, weight, x, y, pixscale=pixscale, ujy_per_count=1.0,
+        seg=seg if params.segmask else None, seg_id=ids if params.segmask else None,
+        background=background, diameters=params.diameters, subpix=params.subpix,
+        max_masked_fraction=None,
+    )
+    for i in range(len(params.diameters)):
+        for key in ("flux", "fluxerr", "flag", "bkg", "mask"):
+            catalog[f"{key}_aper_{i}"] = apertures[key][:, i]
+
+    keep = (
+        (catalog["flux_auto"] > 0) & (catalog["kron_radius"] > 0) & (catalog["flux_radius"] > 0)
+    )
+    catalog = catalog[keep]
+    catalog.meta.update(
+        PIXSCALE=pixscale, THRESH=params.threshold, MINAREA=params.minarea,
+        DEBCONT=params.deblend_cont, DEBTHRSH=params.deblend_nthresh,
+        KRONFACT=params.kron_factor, MINKRON=params.kron_min_radius_arcsec / pixscale,
+        TOTCFILT=params.tot_corr_filter, ERRSCALE=background.err_scale,
+    )
+    return catalog, seg
+
+
+def _segment_sums(
+    data: np.ndarray, err: np.ndarray, seg: np.ndarray, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum of data, of err**2 and pixel count over each segment label in ``ids``."""
+    labels = seg.ravel()
+    size = int(labels.max()) + 1 if labels.size else 1
+    total = np.bincount(labels, weights=data.ravel().astype(np.float64), minlength=size)
+    variance = np.bincount(labels, weights=err.ravel().astype(np.float64) ** 2, minlength=size)
+    count = np.bincount(labels, minlength=size)
+    return total[ids], variance[ids], count[ids]
+
+
+def _kron_photometry(
+    data: np.ndarray,
+    data_bkg: np.ndarray,
+    err: np.ndarray,
+    mask: np.ndarray,
+    catalog: Table,
+    pixscale: float,
+    params: DetectParams,
+    seg_kwargs: dict,
+) -> dict[str, np.ndarray]:
+    """Kron radius, ``flux_auto`` (ellipse, or minimum circle) and flux radii."""
+    x, y = catalog["x"].data.astype(np.float64), catalog["y"].data.astype(np.float64)
+    a, b = catalog["a_image"].data.astype(np.float64), catalog["b_image"].data.astype(np.float64)
+    theta = catalog["theta_image"].data.astype(np.float64)
+    kr, _ = sep.kron_radius(data_bkg, x, y, a, b, theta, params.kron_rmax, mask=mask, **seg_kwargs)
+    kron_radius = params.kron_factor * kr
+    kron_rcirc = kron_radius * np.sqrt(a * b)
+    min_radius = params.kron_min_radius_arcsec / pixscale
+    small = kron_rcirc <= min_radius
+
+    n = len(x)
+    flux, fluxerr, total = np.zeros(n), np.zeros(n), np.zeros(n)
+    flag = np.zeros(n, dtype=np.int16)
+    for subset, is_circle in ((~small, False), (small, True)):
+        if not subset.any():
+            continue
+        kwargs = {key: value[subset] if key == "seg_id" else value for key, value in seg_kwargs.items()}
+        common = dict(mask=mask, subpix=params.subpix, **kwargs)
+        if is_circle:
+            args = (x[subset], y[subset], min_radius)
+            summed = sep.sum_circle(data_bkg, *args, err=err, **common)
+            unsubtracted = sep.sum_circle(data, *args, **common)[0]
+        else:
+            args = (x[subset], y[subset], a[subset], b[subset], theta[subset], kron_radius[subset])
+            summed = sep.sum_ellipse(data_bkg, *args, err=err, **common)
+            unsubtracted = sep.sum_ellipse(data, *args, **common)[0]
+        flux[subset], fluxerr[subset], flag[subset] = summed
+        total[subset] = unsubtracted
+
+    radii, radius_flag = sep.flux_radius(
+        data_bkg, x, y, 6.0 * a, list(FLUX_RADIUS_FRACTIONS), normflux=flux, mask=mask,
+        subpix=params.subpix, **seg_kwargs,
+    )
+    return {
+        "kron_radius": kron_radius,
+        "kron_rcirc": kron_rcirc,
+        "flux_auto": flux,
+        "fluxerr_auto": fluxerr,
+        "bkg_auto": total - flux,
+        "flag_auto": flag,
+        "area_auto": np.pi * np.maximum(kron_rcirc, min_radius) ** 2,
+        "flux_radius_flag": radius_flag,
+        "flux_radius_20": radii[:, 0],
+        "flux_radius": radii[:, 1],
+        "flux_radius_90": radii[:, 2],
+    }
