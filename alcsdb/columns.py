@@ -40,7 +40,7 @@ class ColumnSpec:
     """One column of a release table.
 
     `dtype` is a numpy dtype string (written as the matching FITS TFORM); `unit` the FITS
-    TUNIT (astropy-parsable), None when dimensionless; `shape` the per-row shape of vector
+    TUNIT (a valid FITS unit string), None when dimensionless; `shape` the per-row shape of vector
     columns (zout percentiles, AOR-log corners), () for scalars.
     """
 
