@@ -1,0 +1,132 @@
+"""Noiseless rendering of the truth sources into HST exposures and IRAC frames.
+
+Stamps are drawn on a "sky frame" grid: columns increase to the WEST, rows to the NORTH
+(the orientation of a north-up image), centred on the source at the middle pixel.
+
+* HST: each source's intrinsic (GalSim Sersic, or a delta for stars) stamp is convolved once
+  per band with the core PSF on a fine grid, then sampled at every exposure's pixel centres
+  through the exposure's true CD matrix (cubic spline), i.e. rotations, sub-pixel dithers
+  and proper motions cost nothing extra; the PSF halo is added on the whole image
+  (:func:`pipeline.sim_psf.add_halo`).
+* IRAC: every source is splatted (bilinear, flux conserving) onto a 0.1"/pixel north-up
+  scene, the scene is convolved with the real PSF rotated to each AOR's angle and sampled
+  at the frames' pixel centres through their true (SIP) WCS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import galsim
+import numpy as np
+from astropy.wcs import WCS
+from scipy import ndimage, signal
+
+from pipeline.sim_psf import core_kernel
+
+IRAC_SCENE_SCALE = 0.1  # arcsec / pixel of the IRAC scene (the real PSF's sampling)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Unit-sum image in the sky frame, source at the middle pixel, ``scale`` arcsec/pixel."""
+
+    data: np.ndarray
+    scale: float
+
+    @property
+    def half(self) -> int:
+        return (self.data.shape[0] - 1) // 2
+
+
+def stamp_scale(native_scale: float, r_half: float) -> float:
+    """Fine grid step (arcsec) for a source of half-light radius ``r_half`` observed with
+    pixels of ``native_scale``: 1/3 of a pixel for compact sources, coarser for large ones."""
+    factor = 1 if r_half < 0.3 else (2 if r_half < 1.0 else 3)
+    return native_scale / 3.0 * factor
+
+
+def intrinsic_stamp(kind: str, sersic_n: float, r_half: float, trunc: float, q: float,
+                    pa_deg: float, scale: float) -> Stamp:
+    """The unconvolved profile of a truth source (a delta for stars) on a ``scale`` grid."""
+    if kind == "star" or r_half <= 0:
+        return Stamp(np.ones((1, 1)), scale)
+    n = 2 * int(np.ceil(trunc / scale)) + 1
+    prof = galsim.Sersic(sersic_n, half_light_radius=r_half, trunc=trunc)
+    # galsim beta is measured from +x (west) towards +y (north): PA east of north -> 90 + PA
+    prof = prof.shear(q=q, beta=(90.0 + pa_deg) * galsim.degrees)
+    img = prof.drawImage(nx=n, ny=n, scale=scale, method="no_pixel").array.astype(float)
+    return Stamp(img / img.sum(), scale)
+
+
+def psf_stamp(stamp: Stamp, band: str) -> np.ndarray:
+    """Cubic-spline coefficients of ``stamp`` convolved with the core PSF of HST ``band``."""
+    conv = signal.fftconvolve(stamp.data, core_kernel(band, stamp.scale), mode="full")
+    return ndimage.spline_filter(conv, order=3)
+
+
+def sky_to_stamp_matrix(cd_deg: np.ndarray, scale: float) -> np.ndarray:
+    """2x2 matrix taking image pixel offsets (dx, dy) to stamp offsets (dcol, drow).
+
+    ``cd_deg`` is the image's true CD matrix; stamp columns point west, rows north.
+    """
+    return np.diag([-1.0, 1.0]) @ np.asarray(cd_deg) * 3600.0 / scale
+
+
+def add_stamp(image: np.ndarray, coeffs: np.ndarray, scale: float, x: float, y: float,
+              cd_deg: np.ndarray, flux: float) -> None:
+    """Add a PSF-convolved stamp (spline ``coeffs`` from :func:`psf_stamp`) of total ``flux``
+    centred at pixel (x, y) (0-based) into ``image`` in place; ``cd_deg`` is the true CD."""
+    m = sky_to_stamp_matrix(cd_deg, scale)
+    half = (coeffs.shape[0] - 1) / 2.0
+    minv = np.linalg.inv(m)
+    ext_x = half * (abs(minv[0, 0]) + abs(minv[0, 1]))
+    ext_y = half * (abs(minv[1, 0]) + abs(minv[1, 1]))
+    x0, x1 = max(int(np.floor(x - ext_x)), 0), min(int(np.ceil(x + ext_x)) + 1, image.shape[1])
+    y0, y1 = max(int(np.floor(y - ext_y)), 0), min(int(np.ceil(y + ext_y)) + 1, image.shape[0])
+    if x0 >= x1 or y0 >= y1:
+        return
+    dx = np.arange(x0, x1) - x
+    dy = (np.arange(y0, y1) - y)[:, None]
+    col = half + m[0, 0] * dx + m[0, 1] * dy
+    row = half + m[1, 0] * dx + m[1, 1] * dy
+    vals = ndimage.map_coordinates(coeffs, [row, col], order=3, prefilter=False, mode="constant",
+                                   cval=0.0)
+    pixel_area = abs(np.linalg.det(np.asarray(cd_deg))) * 3600.0 ** 2
+    image[y0:y1, x0:x1] += vals * (flux * pixel_area / scale ** 2)
+
+
+def _tent_matrix(n: int, start: float, step: float) -> tuple[int, np.ndarray]:
+    """Bilinear (tent) weights of ``n`` points at ``start + step * j`` onto integer pixels:
+    returns (first pixel, weights of shape (n, span))."""
+    u = start + step * np.arange(n)
+    k = np.floor(u).astype(int)
+    frac = u - k
+    first = int(k.min())
+    w = np.zeros((n, int(k.max()) - first + 2))
+    w[np.arange(n), k - first] = 1.0 - frac
+    w[np.arange(n), k - first + 1] = frac
+    return first, w
+
+
+def splat(scene: np.ndarray, stamp: Stamp, x: float, y: float, flux: float) -> None:
+    """Add ``flux`` x ``stamp`` centred at scene pixel (x, y) (0-based) into a north-up scene
+    of IRAC_SCENE_SCALE arcsec/pixel, bilinearly (flux conserving); clipped at the edges."""
+    step = stamp.scale / IRAC_SCENE_SCALE
+    n = stamp.data.shape[0]
+    fx, wx = _tent_matrix(n, x - stamp.half * step, step)
+    fy, wy = _tent_matrix(n, y - stamp.half * step, step)
+    block = wy.T @ stamp.data @ wx * flux
+    sy0, sx0 = max(fy, 0), max(fx, 0)
+    sy1, sx1 = min(fy + block.shape[0], scene.shape[0]), min(fx + block.shape[1], scene.shape[1])
+    if sy0 < sy1 and sx0 < sx1:
+        scene[sy0:sy1, sx0:sx1] += block[sy0 - fy:sy1 - fy, sx0 - fx:sx1 - fx]
+
+
+def sample_scene(scene: np.ndarray, scene_wcs: WCS, frame_wcs: WCS, shape: tuple[int, int]) -> np.ndarray:
+    """Values of a (PSF-convolved) scene at the pixel centres of a frame (its full WCS, SIP
+    included), bilinear; 0 outside the scene."""
+    y, x = np.indices(shape, dtype=float)
+    ra, dec = frame_wcs.all_pix2world(x.ravel(), y.ravel(), 0)
+    sx, sy = scene_wcs.wcs_world2pix(ra, dec, 0)
+    vals = ndimage.map_coordinates(scene, [sy, sx], order=1, mode="constant", cval=0.0)
+    return vals.reshape(shape)
