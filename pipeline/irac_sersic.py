@@ -51,8 +51,8 @@ def render_sersic(x: float, y: float, r_eff: float, n: float, q: float, theta: f
     cx, cy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
     fine = (np.arange(r * (2 * half + 1)) + 0.5) / r - 0.5 - half
     xx, yy = np.meshgrid(cx + fine, cy + fine)
-    profile = Sersic2D(amplitude=1.0, r_eff=r_eff, n=n, x_0=x, y_0=y, ellip=1.0 - q, theta=theta)
-    block, jy, jx = convolve_bin(profile(xx, yy), r * (cy - half), r * (cx - half), psf)
+    profile = Sersic2D.evaluate(xx, yy, 1.0, r_eff, n, x, y, 1.0 - q, theta)
+    block, jy, jx = convolve_bin(profile, r * (cy - half), r * (cx - half), psf)
     return block / block.sum(), jy, jx
 
 
