@@ -236,6 +236,31 @@ def cone(state: State, ra: float, dec: float, radius_arcsec: float, fmt: str, ou
     write_table(table, fmt, out, title=f"{len(table)} sources within {radius_arcsec}\" of ({ra}, {dec})")
 
 
+# --- ingest ---------------------------------------------------------------------------
+
+@cli.command("ingest")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--field", help="Field of the files (default: from each file's root).")
+@click.option("--dry-run", is_flag=True, help="Read and validate, report what would be written, write nothing.")
+@pass_state
+def ingest_cmd(state: State, path: Path, field: str | None, dry_run: bool) -> None:
+    """Load release files (catalogs, zout, AOR logs, mosaics) from PATH, a file or a directory."""
+    from rich.console import Console
+
+    from ingest.load import iter_ingest
+
+    counts: dict[str, int] = {}
+    with Console(stderr=True).status("ingesting") as status:
+        for r in iter_ingest(state.migrated_engine(), path, field=field, dry_run=dry_run,
+                             progress=lambda msg: status.update(f"ingesting {msg}")):
+            counts[r.status] = counts.get(r.status, 0) + 1
+            rows = ", ".join(f"{k} {v}" for k, v in r.rows.items() if v)
+            run = f" run {r.run_id}" if r.run_id and r.status == "ingested" else ""
+            click.echo(f"{r.status:>12}  {r.path.name}  [{r.kind}{', ' + r.field if r.field else ''}]{run}"
+                       f"{'  ' + rows if rows else ''}{'  ' + r.message if r.message else ''}")
+    click.echo(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no release files found")
+
+
 def write_table(table, fmt: str, out: Path | None, title: str | None = None) -> None:
     """Print or write an astropy Table as a rich table, CSV, JSON (records) or FITS."""
     if fmt == "fits" and out is None:
