@@ -214,7 +214,8 @@ def fit_shift(inp: PatchInput, params: IracParams, one_pass, data: np.ndarray,
     normalisations, the background and the shift (the two shift-derivative images as extra
     columns), models regenerated at each new shift, until the step is below
     ``shift_tolerance`` pixels (golfir instead moves the fixed pass-1 model image, which lets
-    sources cut by the patch border pull the shift towards zero)."""
+    sources cut by the patch border pull the shift towards zero). A shift whose formal error
+    exceeds ``shift_max_error`` arcsec (a patch with too few bright sources) is not applied."""
     limit = params.max_shift_arcsec / irac_scale
     shift = np.zeros(2)
     models, w, sol = one_pass(params.mag_limit[0], (0.0, 0.0))
@@ -269,9 +270,10 @@ def fit_patch(inp: PatchInput, params: IracParams, irac_scale: float = 0.5) -> P
     col = {sid: i for i, sid in enumerate(models.ids)}
     idx = np.array([col.get(sid, -1) for sid in ids], dtype=int)
     found = idx >= 0
-    flux = np.where(found, sol.flux[idx], np.nan)
-    err = np.where(found, sol.err[idx], np.nan)
-    flag = np.where(found, sol.flag[idx], int(IracFlag.NOT_MODELLED))
+    flux, err = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
+    flag = np.full(len(ids), int(IracFlag.NOT_MODELLED))
+    flux[found], err[found], flag[found] = (sol.flux[idx[found]], sol.err[idx[found]],
+                                            sol.flag[idx[found]])
     is_bright_owned = np.isin(ids, bright) & found
     flag[is_bright_owned] |= int(IracFlag.BRIGHT)
     flag[np.isin(ids, list(sersic))] |= int(IracFlag.SERSIC)

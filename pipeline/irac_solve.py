@@ -67,23 +67,34 @@ def solve_normal(normal: np.ndarray, rhs: np.ndarray) -> tuple[np.ndarray, np.nd
 
     Jacobi scaling then Cholesky (LAPACK potrf/potrs/potri); when the matrix is singular the
     Moore-Penrose pseudo-inverse from an eigen-decomposition is used and the third value is True.
+    Unknowns with an all-zero column (no data) get 0 and an infinite variance.
     """
-    d = 1.0 / np.sqrt(np.diag(normal))
-    scaled = normal * d[:, None] * d[None, :]
+    live = np.diag(normal) > 0
+    x = np.zeros(len(rhs))
+    var = np.full(len(rhs), np.inf)
+    if not live.any():
+        return x, var, False
+    d = 1.0 / np.sqrt(np.diag(normal)[live])
+    scaled = normal[np.ix_(live, live)] * d[:, None] * d[None, :]
+    b = rhs[live] * d
+    degenerate = False
     try:
         factor = la.cho_factor(scaled, lower=True, check_finite=False)
-        x = la.cho_solve(factor, rhs * d, check_finite=False)
+        sol = la.cho_solve(factor, b, check_finite=False)
         inverse, info = la.lapack.dpotri(factor[0], lower=1)
         if info != 0:
             raise la.LinAlgError(f"dpotri info={info}")
-        return x * d, np.diag(inverse) * d * d, False
+        diag = np.diag(inverse)
     except la.LinAlgError:
+        degenerate = True
         values, vectors = la.eigh(scaled)
         good = values > values.max() * len(values) * np.finfo(float).eps
         inv_values = np.where(good, 1.0 / np.where(good, values, 1.0), 0.0)
-        x = vectors @ (inv_values * (vectors.T @ (rhs * d)))
+        sol = vectors @ (inv_values * (vectors.T @ b))
         diag = (vectors ** 2) @ inv_values
-        return x * d, diag * d * d, True
+    x[live] = sol * d
+    var[live] = diag * d * d
+    return x, var, degenerate
 
 
 def solve(sources: sp.spmatrix, data: np.ndarray, weight: np.ndarray, *,
@@ -93,7 +104,8 @@ def solve(sources: sp.spmatrix, data: np.ndarray, weight: np.ndarray, *,
 
     ``sources``: (npix, nsrc) sparse design matrix; ``background``: (npix, nbg) dense terms;
     ``data``, ``weight``: pixel values and inverse variances (weight 0, or non-finite data, =
-    pixel not fit). Errors are ``sqrt(diag(inv(A^T W A)))`` over the fitted columns.
+    pixel not fit). Errors are ``sqrt(diag(inv(A^T W A)))`` over the fitted columns; background
+    terms without data get 0 and an infinite error.
     """
     npix, nsrc = sources.shape
     background = np.zeros((npix, 0)) if background is None else background

@@ -366,3 +366,16 @@ def test_shift_image_moves_a_band_limited_image():
     g = gaussian((64, 64), 4.0)
     moved = shift_image(g, 2.5, -1.25)
     assert np.abs(moved - gaussian((64, 64), 4.0, centre=(32 - 1.25, 32 + 2.5))).max() < 1e-6
+
+
+def test_patch_without_data_or_sources_flags_everything(kernel):
+    scene = synthetic_scene((40, 40), 20, kernel, seed=3, noise=NOISE, mag_range=(20.0, 24.0))
+    inp = whole_patch_input(scene, kernel)
+    inp.weight = np.zeros_like(inp.weight)                       # off the IRAC mosaic
+    res = fit_patch(inp, IracParams(galfit_flux_limit=None))
+    assert np.isnan(res.flux).all() and (res.flag != 0).all() and res.shift == (0.0, 0.0)
+    inp = whole_patch_input(scene, kernel)
+    inp.mag = np.full(len(inp.mag), 30.0)                          # nothing bright enough
+    res = fit_patch(inp, IracParams(galfit_flux_limit=None))
+    assert (res.flag == IracFlag.NOT_MODELLED).all()
+    assert np.allclose(res.model_image, res.background_image)
