@@ -163,6 +163,13 @@ def main() -> None:
     print(f"fluxes: max |golfir - ours| / err = {dflux.max():.1e}; errors: max relative "
           f"difference {derr.max():.1e}")
     assert dflux.max() < 1e-6 and derr.max() < 1e-6, "fluxes or errors disagree"
+    truth = scene.irac_true[models.ids - 1]
+    good = np.isfinite(ours.flux)
+    pull = (ours.flux[good] - truth[good]) / ours.err[good]
+    bright = truth[good] > 10 * ours.err[good]
+    print(f"truth: (flux - true) / err std {np.std(pull):.3f}; median (flux - true) / true "
+          f"{np.median((ours.flux[good] - truth[good])[bright] / truth[good][bright]):+.4f} "
+          f"over {int(bright.sum())} sources with S/N > 10")
 
     if not ARGS.no_fit_patch:
         xi, yi = scene.geometry.hst_to_irac(scene.x, scene.y)

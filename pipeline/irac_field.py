@@ -116,7 +116,8 @@ def fit_field(hst_ujy: np.ndarray, seg: np.ndarray, sources: SourceTable, irac: 
                       overlap_arcmin=params.patch_overlap, border_arcsec=params.border_arcsec)
     xi, yi = geometry.hst_to_irac(sources.x, sources.y)
     owner = assign_sources(xi, yi, grid)
-    point = np.nan_to_num(np.asarray(sources.flux_radius, float), nan=np.inf) < params.point_flux_radius
+    radius = np.nan_to_num(np.asarray(sources.flux_radius, float), nan=np.inf)
+    point = radius < params.point_flux_radius
     inputs = patch_inputs(hst_ujy, seg, sources, irac, irac_weight, geometry, kernel, irac_psf,
                           grid, owner, point)
     if n_proc > 1:

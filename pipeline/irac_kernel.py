@@ -115,7 +115,8 @@ def rotate_psf(psf: np.ndarray, angle_deg: float) -> np.ndarray:
     return out / out.sum()
 
 
-def position_psf(psf: np.ndarray, angles_deg: Sequence[float], weights: Sequence[float]) -> np.ndarray:
+def position_psf(psf: np.ndarray, angles_deg: Sequence[float],
+                 weights: Sequence[float]) -> np.ndarray:
     """The PSF at one mosaic position: the PSF turned to each covering AOR's position angle,
     averaged with ``weights`` (exposure time of that AOR at the position), counting each AOR only
     where its turned PSF is non-zero (golfir's masked average)."""

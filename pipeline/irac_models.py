@@ -225,7 +225,8 @@ def source_models(hst_ujy: np.ndarray, seg: np.ndarray, ids: np.ndarray, kernel:
         xlo, xhi = max(jx, bx0), min(jx + block.shape[1], bx0 + bnx)
         if ylo < yhi and xlo < xhi:
             part = block[ylo - jy:yhi - jy, xlo - jx:xhi - jx] / total
-            rows = ((np.arange(ylo, yhi) - by0)[:, None] * bnx + (np.arange(xlo, xhi) - bx0)[None, :])
+            rows = ((np.arange(ylo, yhi) - by0)[:, None] * bnx
+                    + (np.arange(xlo, xhi) - bx0)[None, :])
             data.append(part.ravel())
             indices.append(rows.ravel())
         indptr.append(indptr[-1] + (data[-1].size if ylo < yhi and xlo < xhi else 0))

@@ -62,7 +62,8 @@ def synthetic_scene(irac_shape: tuple[int, int], n_sources: int, kernel: np.ndar
                     ratio: int = 5, seed: int = 0, mag_range: tuple[float, float] = (18.0, 27.0),
                     noise: float = 0.02, shift: tuple[float, float] = (0.0, 0.0),
                     pairs: int = 0, pair_sep_pix: tuple[float, float] = (6.0, 20.0),
-                    seg_threshold: float = 1e-3, background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                    seg_threshold: float = 1e-3,
+                    background: tuple[float, float, float] = (0.0, 0.0, 0.0),
                     edge_pix: int = 0) -> SyntheticScene:
     """A scene of ``n_sources`` sources (plus ``pairs`` extra neighbours placed ``pair_sep_pix``
     HST pixels from random sources) on an HST grid ``ratio`` times finer than ``irac_shape``.

@@ -119,8 +119,8 @@ def test_rotate_and_average_psf():
     elongated = gaussian((61, 61), 6.0, 2.0)
     turned = rotate_psf(elongated, 90.0)
     assert np.abs(turned - gaussian((61, 61), 2.0, 6.0)).max() < 1e-3 * elongated.max()
-    assert np.abs(rotate_psf(elongated, 30.0) - gaussian((61, 61), 6.0, 2.0, np.deg2rad(30))).max() \
-        < 0.01 * elongated.max()
+    tilted = gaussian((61, 61), 6.0, 2.0, np.deg2rad(30))
+    assert np.abs(rotate_psf(elongated, 30.0) - tilted).max() < 0.01 * elongated.max()
     mean = position_psf(elongated, [0.0, 90.0], [3.0, 1.0])
     a, b = rotate_psf(elongated, 0.0), turned            # each AOR counts where it is non-zero
     expected = (3 * a + b) / np.maximum(3 * (a != 0) + (b != 0), 1)
@@ -236,7 +236,8 @@ def test_solve_equals_dense_lstsq_and_dense_inverse(crowded, kernel):
     ok = np.isfinite(sol.err[fitted])
     assert np.allclose(sol.err[fitted][ok], err[nb:][ok], rtol=1e-8, atol=0)
     assert np.abs(sol.flux[fitted][ok] - coeffs[nb:][ok]).max() < 1e-6 * err[nb:].min()
-    assert np.allclose(sol.background, coeffs[:nb], rtol=1e-6, atol=1e-9 * np.abs(coeffs[:nb]).max())
+    assert np.allclose(sol.background, coeffs[:nb], rtol=1e-6,
+                       atol=1e-9 * np.abs(coeffs[:nb]).max())
 
 
 def test_solve_flags_unconstrained_negative_and_degenerate():
