@@ -261,6 +261,94 @@ def ingest_cmd(state: State, path: Path, field: str | None, dry_run: bool) -> No
     click.echo(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no release files found")
 
 
+# --- versions and export ----------------------------------------------------------------
+
+@cli.group("version")
+def version_group() -> None:
+    """Catalog versions: create, list, show, diff."""
+
+
+@version_group.command("create")
+@click.argument("name")
+@click.option("--field", "fields", multiple=True, help="Field to include (repeatable; default: all with sources).")
+@click.option("--all", "all_fields", is_flag=True, help="All fields that have sources (the default).")
+@click.option("--note", help="Free text stored with the version.")
+@pass_state
+def version_create(state: State, name: str, fields: tuple[str, ...], all_fields: bool, note: str | None) -> None:
+    """Freeze the latest succeeded runs of each field as catalog version NAME (immutable)."""
+    from . import versions
+
+    if all_fields and fields:
+        raise click.UsageError("--all and --field exclude each other")
+    info = versions.create_version(state.migrated_engine(), name, fields=list(fields) or None, note=note)
+    click.echo(f"version {name} created: {len(info['fields'])} field(s), content hash {info['content_hash']}")
+    for fname, runs in info["fields"].items():
+        click.echo(f"  {fname}: " + ", ".join(f"{role} run {run}" for role, run in runs.items()))
+
+
+@version_group.command("list")
+@pass_state
+def version_list(state: State) -> None:
+    """List catalog versions."""
+    from sqlalchemy import text
+
+    with state.migrated_engine().connect() as conn:
+        rows = conn.execute(text(
+            "SELECT v.name, v.created_at, v.created_by, count(DISTINCT cvr.field_id) AS fields, v.content_hash, v.note "
+            "FROM catalog_version v LEFT JOIN catalog_version_run cvr USING (version_id) GROUP BY v.version_id "
+            "ORDER BY v.created_at")).mappings().all()
+    echo_table([dict(r) for r in rows], title=f"{len(rows)} catalog versions")
+
+
+@version_group.command("show")
+@click.argument("name")
+@click.option("--verify", is_flag=True, help="Recompute the content hash and compare.")
+@pass_state
+def version_show(state: State, name: str, verify: bool) -> None:
+    """Show a version: its fields, pinned runs and content hash."""
+    from sqlalchemy import text
+
+    from . import versions
+
+    with state.migrated_engine().connect() as conn:
+        version, fields = versions.version_runs(conn, name)
+        click.echo(f"version {version['name']} created {version['created_at']} by {version['created_by']} "
+                   f"(alcsdb {version['software_version']})")
+        click.echo(f"content hash {version['content_hash']}")
+        if version["note"]:
+            click.echo(f"note: {version['note']}")
+        rows = []
+        for fr in fields:
+            n = conn.execute(text("SELECT count(*) FROM source WHERE run_id = :r"), {"r": fr.runs["detect"]}).scalar()
+            rows.append({"field": fr.field, "sources": n, **{r: fr.runs.get(r) for r in versions.ROLES}})
+        echo_table(rows, title="pinned runs")
+        if verify:
+            stored, now = versions.verify_hash(conn, name)
+            click.echo("content hash verified" if stored == now else f"CONTENT HASH MISMATCH: now {now}")
+            if stored != now:
+                raise click.exceptions.Exit(1)
+
+
+@cli.command("export")
+@click.option("--version", "version_name", required=True, help="Catalog version to export.")
+@click.option("--field", help="Only this field.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory.")
+@click.option("--format", "fmt", type=click.Choice(["fits", "csv", "hats"]), default="fits", show_default=True)
+@pass_state
+def export_cmd(state: State, version_name: str, field: str | None, out_dir: Path, fmt: str) -> None:
+    """Write a catalog version in the release's format (byte-reproducible)."""
+    from rich.console import Console
+
+    from .export import export_version
+
+    with Console(stderr=True).status("exporting") as status:
+        files = export_version(state.migrated_engine(), version_name, out_dir, field=field, fmt=fmt,
+                               progress=lambda msg: status.update(f"exporting {msg}"))
+    for f in files:
+        click.echo(f"{f.path}  {f.rows} rows  sha256 {f.sha256}")
+
+
 def write_table(table, fmt: str, out: Path | None, title: str | None = None) -> None:
     """Print or write an astropy Table as a rich table, CSV, JSON (records) or FITS."""
     if fmt == "fits" and out is None:

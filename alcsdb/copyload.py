@@ -7,6 +7,7 @@ NaN and masked values become SQL NULL, and the column types come from `alcsdb.sc
 from __future__ import annotations
 
 import io
+import re
 import struct
 from typing import Mapping
 
@@ -142,3 +143,41 @@ def next_ids(conn: Connection, table: str, column: str, n: int) -> np.ndarray:
     ids = conn.execute(text("SELECT nextval(CAST(:s AS regclass)) FROM generate_series(1, :n)"),
                        {"s": seq, "n": n}).scalars().all()
     return np.asarray(ids, dtype=np.int64)
+
+
+#: NULL sentinels for fetch_columns: floats come back NaN, integers the release's -99
+_FETCH = {"f8": ("float8", "'NaN'", ">f8"), "i2": ("int2", "-99", ">i2"), "i4": ("int4", "-99", ">i4"),
+          "i8": ("int8", "-99", ">i8")}
+
+
+def fetch_columns(conn: Connection, select: list[tuple[str, str, str]], from_sql: str, params: dict) -> dict:
+    """Run `SELECT <exprs> <from_sql>` and return {name: numpy array}, read by binary COPY.
+
+    `select` holds (name, SQL expression, kind) with kind f8/i2/i4/i8. NULLs become NaN (floats)
+    or -99 (integers), so every row has the same width and numpy parses the stream directly.
+    """
+    exprs = ", ".join(f"coalesce(CAST({expr} AS {_FETCH[kind][0]}), {_FETCH[kind][1]})" for _, expr, kind in select)
+    fields = [("count", ">i2")]
+    for name, _, kind in select:
+        fields += [(f"_len_{name}", ">i4"), (name, _FETCH[kind][2])]
+    sql = bind_params(conn, f"SELECT {exprs} {from_sql}", params)
+    buf = io.BytesIO()
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)", buf)
+    finally:
+        cursor.close()
+    raw = buf.getvalue()
+    header_len = 19 + struct.unpack(">i", raw[15:19])[0]
+    body = raw[header_len:-2]
+    rows = np.frombuffer(body, dtype=np.dtype(fields))
+    return {name: rows[name].astype(_FETCH[kind][2][1:]) for name, _, kind in select}
+
+
+def bind_params(conn: Connection, sql: str, params: dict) -> str:
+    """SQL with `:name` markers bound by the driver (psycopg2 mogrify quotes every value), for COPY (query)."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        return cursor.mogrify(re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", sql), params).decode()
+    finally:
+        cursor.close()

@@ -40,7 +40,11 @@ def pgdata_dir() -> Path:
 
 
 def _embedded_server():
-    import pgserver
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
+        import pgserver
 
     try:
         return pgserver.get_server(pgdata_dir(), cleanup_mode=None)
