@@ -5,6 +5,7 @@ normalisations are fitted together, patch by patch. The computation is split by 
 
 - ``irac_kernel``: PSF resampling, recentring, rotation to AOR angles and averaging, and the
   HST-to-IRAC matching kernel ``ifft(OTF_irac / OTF_hst)`` with an optional Fourier window;
+- ``irac_segmentation``: golfir's watershed-dilated segmentation map (input preparation);
 - ``irac_patches``: the overlapping 2' x 2' patch grid, border zones and source ownership;
 - ``irac_models``: HST-to-IRAC grid geometry, model columns (cutout convolution + binning) and
   Hermite background terms;
@@ -22,6 +23,7 @@ from .irac_fit import IracParams, PatchInput, PatchResult, fit_patch
 from .irac_kernel import FourierWindow, matching_kernel, position_psf, rotate_psf
 from .irac_models import IracGeometry, background_terms, binned_kernel, source_models
 from .irac_patches import PatchBox, PatchGrid, assign_sources, patch_grid
+from .irac_segmentation import watershed_segmentation
 from .irac_solve import IracFlag, Solution, solve
 
 __all__ = [
@@ -29,4 +31,5 @@ __all__ = [
     "PatchGrid", "PatchInput", "PatchResult", "Solution", "SourceTable", "assign_sources",
     "background_terms", "binned_kernel", "fit_field", "fit_patch", "matching_kernel",
     "patch_grid", "position_psf", "rotate_psf", "solve", "source_models",
+    "watershed_segmentation",
 ]

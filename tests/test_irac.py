@@ -21,6 +21,7 @@ from pipeline.irac import (FourierWindow, IracFlag, IracGeometry, IracParams, Pa
 from pipeline.irac_kernel import centroid, pad_to, resample_psf, shift_image
 from pipeline.irac_models import convolve_bin, segment_boxes
 from pipeline.irac_patches import PatchBox
+from pipeline.irac_segmentation import watershed_segmentation
 from pipeline.irac_synthetic import gaussian_psf, render_irac, synthetic_scene
 
 HST_FWHM, IRAC_FWHM = 1.8, 17.0   # HST pixels of 0.1": 0.18" and 1.7"
@@ -380,3 +381,23 @@ def test_patch_without_data_or_sources_flags_everything(kernel):
     res = fit_patch(inp, IracParams(galfit_flux_limit=None))
     assert (res.flag == IracFlag.NOT_MODELLED).all()
     assert np.allclose(res.model_image, res.background_image)
+
+
+def test_watershed_segmentation_grows_segments_to_the_faint_light():
+    rng = np.random.default_rng(9)
+    yy, xx = np.indices((120, 160))
+    blobs = [(40.0, 60.0, 50.0), (95.0, 62.0, 30.0)]             # x, y, peak
+    truth = sum(a * np.exp(-np.hypot(xx - x, yy - y) / 6.0) for x, y, a in blobs)
+    sci = truth + rng.normal(0, 1.0, truth.shape)
+    wht = np.ones_like(sci)
+    seg = np.zeros(sci.shape, dtype=np.int32)
+    for sid, (x, y, _) in enumerate(blobs, start=1):
+        seg[np.hypot(xx - x, yy - y) < 5] = sid                  # detection cores only
+    grown = watershed_segmentation(sci, wht, seg, np.array([1, 2]), np.array([40, 95]),
+                                   np.array([60, 62]))
+    assert np.array_equal(grown[seg > 0], seg[seg > 0])
+    for sid in (1, 2):
+        assert (grown == sid).sum() > 5 * (seg == sid).sum()
+        assert truth[grown == sid].sum() > 1.5 * truth[seg == sid].sum()
+    assert (grown[:, :5] == 0).all() and (grown[:, -5:] == 0).all()    # sky stays unassigned
+    assert grown[60, 55] == 1 and grown[62, 80] == 2              # either side of the divide
