@@ -27,14 +27,14 @@ KernelSource = Union[np.ndarray, Callable[[float, float], np.ndarray]]
 @dataclass(frozen=True)
 class SourceTable:
     """Catalogue columns: ``id`` (segmentation ids), ``x``, ``y`` zero-indexed HST pixel
-    positions, ``mag`` AB (NaN = unknown, never modelled) and ``flux_radius`` in arcsec (NaN =
-    not point-like) for golfir's point-source bright limit."""
+    positions, ``mag`` AB (NaN = unknown, never modelled) and ``flux_radius`` in arcsec for
+    golfir's point-source bright limit (None or NaN = not point-like)."""
 
     id: np.ndarray
     x: np.ndarray
     y: np.ndarray
     mag: np.ndarray
-    flux_radius: np.ndarray
+    flux_radius: np.ndarray | None = None
 
 
 @dataclass
@@ -116,7 +116,8 @@ def fit_field(hst_ujy: np.ndarray, seg: np.ndarray, sources: SourceTable, irac: 
                       overlap_arcmin=params.patch_overlap, border_arcsec=params.border_arcsec)
     xi, yi = geometry.hst_to_irac(sources.x, sources.y)
     owner = assign_sources(xi, yi, grid)
-    radius = np.nan_to_num(np.asarray(sources.flux_radius, float), nan=np.inf)
+    radius = np.full(len(sources.id), np.inf) if sources.flux_radius is None else \
+        np.nan_to_num(np.asarray(sources.flux_radius, float), nan=np.inf)
     point = radius < params.point_flux_radius
     inputs = patch_inputs(hst_ujy, seg, sources, irac, irac_weight, geometry, kernel, irac_psf,
                           grid, owner, point)

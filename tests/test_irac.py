@@ -339,7 +339,7 @@ def test_sersic_refinement_replaces_a_mismatched_bright_model(kernel, irac_psf):
 def test_fit_field_measures_each_source_once_in_parallel(kernel):
     scene = synthetic_scene((90, 90), 200, kernel, seed=17, noise=NOISE, pairs=20,
                             mag_range=(19.0, 26.0), background=(0.02, 0.0, 0.01))
-    table = SourceTable(scene.ids, scene.x, scene.y, scene.mag, np.full(len(scene.ids), 1.0))
+    table = SourceTable(scene.ids, scene.x, scene.y, scene.mag)
     params = IracParams(patch_arcmin=0.25, patch_overlap=0.1, galfit_flux_limit=None)
     serial = fit_field(scene.hst_ujy, scene.seg, table, scene.irac, scene.irac_weight,
                        scene.geometry, kernel, None, params)
