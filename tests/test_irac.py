@@ -305,6 +305,11 @@ def test_bright_sources_are_masked_but_modelled(kernel):
     others = np.isfinite(res.flux) & ~res.bright
     pull = (res.flux[others] - scene.irac_true[res.ids[others] - 1]) / res.err[others]
     assert np.std(pull) < 1.5
+    # golfir's point-source limit: compact sources brighter than point_limit are bright too
+    point = scene.mag < 22
+    inp = whole_patch_input(scene, kernel, point=point)
+    res = fit_patch(inp, IracParams(galfit_flux_limit=None, point_limit=22.5))
+    assert set(res.ids[res.bright]) == set(scene.ids[point | (scene.ids == star)])
 
 
 def test_sersic_refinement_replaces_a_mismatched_bright_model(kernel, irac_psf):
