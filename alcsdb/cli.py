@@ -349,6 +349,75 @@ def export_cmd(state: State, version_name: str, field: str | None, out_dir: Path
         click.echo(f"{f.path}  {f.rows} rows  sha256 {f.sha256}")
 
 
+# --- pipeline ---------------------------------------------------------------------------
+
+def _print_stage(result) -> None:
+    if result.skipped:
+        click.echo(f"{result.stage:>10}  {result.field}: skipped ({result.message})")
+    else:
+        rows = ", ".join(f"{k} {v}" for k, v in result.rows.items() if v)
+        click.echo(f"{result.stage:>10}  {result.field}: run {result.run_id} in {result.seconds:.1f} s  {rows}")
+
+
+@cli.command("run")
+@click.argument("stage", type=click.Choice(["mosaic", "detect", "photometry", "irac", "photoz"]))
+@click.option("--field", required=True, help="Field name or root.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a stage parameter (repeatable).")
+@click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Raw exposures folder (mosaic stage; e.g. made by `alcsdb mock`).")
+@click.option("--force", is_flag=True, help="Run even if an identical run (same inputs and parameters) exists.")
+@pass_state
+def run_cmd(state: State, stage: str, field: str, params: tuple[str, ...], input_dir: Path | None, force: bool) -> None:
+    """Run one pipeline STAGE for a field, as a recorded run."""
+    from pipeline.runner import parse_params, run_stage
+
+    if stage == "mosaic" and input_dir is None:
+        raise click.UsageError("the mosaic stage needs --input DIR (raw exposures)")
+    _print_stage(run_stage(state.migrated_engine(), stage, field, overrides=parse_params(params), input_dir=input_dir,
+                           force=force, progress=lambda msg: log.info(msg)))
+
+
+@cli.command("pipeline")
+@click.option("--field", required=True, help="Field name or root.")
+@click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Raw exposures folder.")
+@click.option("--force", is_flag=True, help="Re-run stages even when unchanged.")
+@pass_state
+def pipeline_cmd(state: State, field: str, input_dir: Path, force: bool) -> None:
+    """Run every stage in order (mosaic, detect, photometry, irac, photoz), skipping unchanged ones."""
+    from pipeline.runner import STAGES, run_stage
+
+    engine = state.migrated_engine()
+    for stage in STAGES:
+        _print_stage(run_stage(engine, stage, field, input_dir=input_dir if stage == "mosaic" else None, force=force,
+                               progress=lambda msg: log.info(msg)))
+
+
+@cli.command("mock")
+@click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--field", default="j001408m3023", show_default=True, help="Field to simulate (its centre and redshift).")
+@click.option("--size-arcmin", type=float, default=2.0, show_default=True, help="Side of the square field.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--depth", "depths", multiple=True, metavar="BAND=MAG",
+              help="5-sigma depth (AB) of a band's stack, e.g. f160w=28.5 (repeatable; default: HFF-like).")
+@click.option("--no-offsets", is_flag=True, help="Exact header WCS (no injected pointing errors).")
+@pass_state
+def mock_cmd(state: State, outdir: Path, field: str, size_arcmin: float, seed: int, depths: tuple[str, ...],
+             no_offsets: bool) -> None:
+    """Simulate the raw HST and IRAC exposures of a field (with truth) into OUTDIR."""
+    from pipeline.mock import simulate_field
+    from pipeline.runner import get_field, parse_params
+
+    depth = {k: float(v) for k, v in parse_params(depths).items()} or None
+    with state.migrated_engine().connect() as conn:
+        f = get_field(conn, field)
+    info = simulate_field(outdir, field=f.name, ra=f.ra, dec=f.dec, z_cluster=f.z_cluster or 0.3,
+                          size_arcmin=size_arcmin, seed=seed, depth=depth, offsets=not no_offsets,
+                          progress=lambda msg: log.info(f"mock: {msg}"))
+    click.echo(f"simulated {f.name} ({size_arcmin}' x {size_arcmin}', seed {seed}) in {outdir}")
+    return info
+
+
 def write_table(table, fmt: str, out: Path | None, title: str | None = None) -> None:
     """Print or write an astropy Table as a rich table, CSV, JSON (records) or FITS."""
     if fmt == "fits" and out is None:

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import text
 
 from alcsdb import columns as rc
-from alcsdb.copyload import copy_columns, next_ids
 from alcsdb.errors import InputError
 from alcsdb.healpix import hpx29
+from alcsdb.measurements import present, write_apertures, write_irac, write_sources, write_total_corrections
 from alcsdb.provenance import RunContext
 from alcsdb.schema import SOURCE_FLOAT_COLUMNS, SOURCE_INT_COLUMNS
 
@@ -41,19 +40,10 @@ class Catalog:
     extra: list[str] = field(default_factory=list)
 
     def row_counts(self) -> dict[str, int]:
-        ap_rows = sum(_present(q).sum() for q in self.apertures.values())
+        ap_rows = sum(present(q).sum() for q in self.apertures.values())
         return {"source": self.n, "aperture_flux": int(ap_rows),
                 "total_correction": int(sum(np.isfinite(v).sum() for v in self.tot_corr.values())),
-                "irac_flux": int(sum(_present(q).sum() for q in self.irac.values()))}
-
-
-def _present(quantities: dict[str, np.ndarray]) -> np.ndarray:
-    """Element-wise: where any quantity has a value (all-missing entries are not stored)."""
-    mask = None
-    for values in quantities.values():
-        has = ~np.ma.getmaskarray(values) if np.ma.isMaskedArray(values) else np.isfinite(values)
-        mask = has if mask is None else (mask | has)
-    return mask
+                "irac_flux": int(sum(present(q).sum() for q in self.irac.values()))}
 
 
 #: quantities stored in microJansky: a TUNIT other than uJy (or none) is a units error
@@ -148,47 +138,10 @@ def read_catalog(path: Path) -> Catalog:
                    apertures=apertures, tot_corr=tot_corr, irac=irac, extra=list(layout.extra))
 
 
-def filter_ids(conn, names: list[str]) -> dict[str, int]:
-    """Filter ids by name; filters the package does not know yet are registered (name only)."""
-    known = dict(conn.execute(text("SELECT name, filter_id FROM filter")).all())
-    for name in names:
-        if name not in known:
-            known[name] = conn.execute(text("INSERT INTO filter (name) VALUES (:n) ON CONFLICT (name) DO UPDATE "
-                                            "SET name = EXCLUDED.name RETURNING filter_id"), {"n": name}).scalar_one()
-    return {n: known[n] for n in names}
-
-
-def write_catalog(run: RunContext, cat: Catalog, field_id: int) -> dict[str, int]:
-    """COPY the catalog's rows; returns the source ids by catalog id order."""
-    conn = run.conn
-    n = cat.n
-    source_ids = next_ids(conn, "source", "source_id", n)
-    cols = {"source_id": source_ids, "run_id": np.full(n, run.run_id), "field_id": np.full(n, field_id), **cat.source}
-    run.count("source", copy_columns(conn, "source", cols))
-
-    fids = filter_ids(conn, list(cat.apertures))
-    for filt, block in cat.apertures.items():
-        present = _present(block)  # (n, 7): apertures with any value
-        rows_src, rows_ap = np.nonzero(present)
-        if rows_src.size == 0:
-            continue
-        values = {q: arr[rows_src, rows_ap] for q, arr in block.items()}
-        m = rows_src.size
-        run.count("aperture_flux", copy_columns(conn, "aperture_flux", {
-            "source_id": source_ids[rows_src], "filter_id": np.full(m, fids[filt]), "aperture": rows_ap,
-            "run_id": np.full(m, run.run_id), **values}))
-    if cat.tot_corr:
-        fids.update(filter_ids(conn, list(cat.tot_corr)))
-        for filt, values in cat.tot_corr.items():
-            keep = np.isfinite(values)
-            m = int(keep.sum())
-            run.count("total_correction", copy_columns(conn, "total_correction", {
-                "source_id": source_ids[keep], "filter_id": np.full(m, fids[filt]), "run_id": np.full(m, run.run_id),
-                "tot_corr": values[keep]}))
-    for ch, block in cat.irac.items():
-        keep = _present(block)
-        m = int(keep.sum())
-        run.count("irac_flux", copy_columns(conn, "irac_flux", {
-            "source_id": source_ids[keep], "channel": np.full(m, ch), "run_id": np.full(m, run.run_id),
-            **{q: v[keep] for q, v in block.items()}}))
-    return {"source_ids": source_ids}
+def write_catalog(run: RunContext, cat: Catalog, field_id: int) -> np.ndarray:
+    """COPY the catalog's rows in the run; returns the new source ids (catalog order)."""
+    source_ids = write_sources(run, field_id, cat.source)
+    write_apertures(run, source_ids, cat.apertures)
+    write_total_corrections(run, source_ids, cat.tot_corr)
+    write_irac(run, source_ids, cat.irac)
+    return source_ids

@@ -1,0 +1,1 @@
+"""The thin, database-facing part of each pipeline stage (see `pipeline.runner`)."""

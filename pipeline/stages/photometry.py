@@ -1,0 +1,80 @@
+"""Stage `photometry`: circular-aperture and corrected fluxes in every HST filter.
+
+Reads the newest detect run (its sources, detection image and segmentation) and the HST
+mosaics that run detected on. For the detection image and each filter: fluxes in the 7
+apertures at the detection positions (no PSF matching, as the release), neighbours masked
+by the segmentation; `apcorr_i = flux_auto / flux_aper_i` (detection image); per filter
+`{f}_tot_corr` from the point-source curve of growth at the circularized Kron radius, and
+`corr`, `tot` with errors. Writes `aperture_flux` and `total_correction` rows.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from sqlalchemy import text
+
+from alcsdb.copyload import fetch_columns
+from alcsdb.measurements import write_apertures, write_total_corrections
+
+from .. import photometry as compute
+from ..images import load_image, pixscale_arcsec
+from ..runner import Input, require_run, run_products
+from .detect import load_mosaics
+
+DEFAULTS = {"subpix": 5, "max_masked_fraction": compute.MAX_MASKED_FRACTION, "background": True}
+
+
+def plan(conn, field, params, input_dir) -> list[Input]:
+    det_run = require_run(conn, field, "detect", "photometry")
+    inputs = run_products(conn, det_run, ("det_sci", "det_wht", "seg"))
+    mosaics = conn.execute(text("SELECT product_id, role FROM run_input WHERE run_id = :r"), {"r": det_run}).all()
+    by_id = {}
+    for pid, role in mosaics:
+        run = conn.execute(text("SELECT run_id FROM product WHERE product_id = :p"), {"p": pid}).scalar()
+        by_id.update({i.product_id: dataclasses.replace(i, role=role) for i in run_products(conn, run)})
+    return inputs + [by_id[pid] for pid, _ in mosaics]
+
+
+def execute(run, field, inputs, params, outdir, progress) -> None:
+    det_run = next(i.run_id for i in inputs if i.kind == "seg")
+    src = fetch_columns(run.conn, [("source_id", "source_id", "i8"), ("id", "id", "i8"), ("x", "x", "f8"),
+                                   ("y", "y", "f8"), ("ra", "ra", "f8"), ("dec", "dec", "f8"),
+                                   ("flux_auto", "flux_auto", "f8"), ("kron_rcirc", "kron_rcirc", "f8")],
+                        "FROM source WHERE run_id = :r ORDER BY id", {"r": det_run})
+    by_kind = {i.kind: i for i in inputs}
+    image, _, det_wcs = load_image(by_kind["det_sci"].path)
+    weight, _, _ = load_image(by_kind["det_wht"].path)
+    seg, _, _ = load_image(by_kind["seg"].path)
+    seg = seg.astype(np.int32)
+    det_scale = pixscale_arcsec(det_wcs)
+    common = dict(subpix=params["subpix"], max_masked_fraction=params["max_masked_fraction"], seg_id=src["id"])
+
+    def measure(sci, wht, wcs, ujy, seg_map):
+        x, y = wcs.all_world2pix(src["ra"], src["dec"], 0)
+        err, mask = compute.error_and_mask(sci, wht)
+        scale = pixscale_arcsec(wcs)
+        bkg = compute.estimate_background(sci, err, mask, pixscale=scale) if params["background"] else None
+        return compute.aperture_photometry(sci, wht, x, y, pixscale=scale, ujy_per_count=ujy, seg=seg_map,
+                                           background=bkg, **common)
+
+    progress("detection image apertures")
+    det = compute.aperture_photometry(image, weight, src["x"], src["y"], pixscale=det_scale, ujy_per_count=1.0,
+                                      seg=seg, subpix=params["subpix"], max_masked_fraction=None, seg_id=src["id"])
+    blocks = {"det": {q: det[q] for q in ("flux", "fluxerr", "flag", "bkg", "mask")}}
+    tot_corrs = {}
+    for m in load_mosaics([i for i in inputs if i.kind in ("hst_sci", "hst_wht")]):
+        progress(f"{m['filter']} apertures")
+        factor = int(round(det_scale / m["pixscale"]))
+        seg_map = np.kron(seg, np.ones((factor, factor), dtype=np.int32)) if factor > 1 else seg
+        ny, nx = m["sci"].shape
+        seg_map = np.pad(seg_map, ((0, max(0, ny - seg_map.shape[0])), (0, max(0, nx - seg_map.shape[1]))))[:ny, :nx]
+        phot = measure(m["sci"], m["wht"], m["wcs"], m["ujy"], seg_map)
+        tot_corr = compute.total_correction(m["filter"], src["kron_rcirc"] * det_scale)
+        corr = compute.corrected_fluxes(phot["flux"], phot["fluxerr"], src["flux_auto"], det["flux"], tot_corr)
+        blocks[m["filter"]] = {**{q: phot[q] for q in ("flux", "fluxerr", "flag", "bkg", "mask")},
+                               **{q: corr[q] for q in ("corr", "ecorr", "tot", "etot")}}
+        blocks["det"]["apcorr"] = corr["apcorr"]
+        tot_corrs[m["filter"]] = tot_corr
+    write_apertures(run, src["source_id"], blocks)
+    write_total_corrections(run, src["source_id"], tot_corrs)
