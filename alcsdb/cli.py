@@ -418,6 +418,18 @@ def mock_cmd(state: State, outdir: Path, field: str, size_arcmin: float, seed: i
     return info
 
 
+@cli.command("demo")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the demo writes its files (default: $ALCSDB_HOME/demo).")
+@click.option("--size-arcmin", type=float, default=1.0, show_default=True, help="Side of the simulated field.")
+@pass_state
+def demo_cmd(state: State, workdir: Path | None, size_arcmin: float) -> None:
+    """The main job: ingest a release, simulate a field and run every stage, cone search, export a version."""
+    from .demo import default_workdir, run_demo
+
+    run_demo(state.engine, workdir or default_workdir(), size_arcmin=size_arcmin, say=click.echo)
+
+
 def write_table(table, fmt: str, out: Path | None, title: str | None = None) -> None:
     """Print or write an astropy Table as a rich table, CSV, JSON (records) or FITS."""
     if fmt == "fits" and out is None:
