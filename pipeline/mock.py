@@ -34,12 +34,12 @@ from scipy import signal
 import alcsdb
 from pipeline.sim_bands import BANDS, HST_BANDS, IRAC_BANDS, ujy_per_pixel_to_mjysr, ujy_to_counts
 from pipeline.sim_observe import (
-    Exposure, hst_hdulist, hst_total_time, irac_frame_sigma, irac_hdulists, make_wcs, plan_hst,
+    IRAC_PSF_RADIUS, Exposure, hst_hdulist, hst_total_time, irac_frame_sigma, irac_hdulists, make_wcs, plan_hst,
     plan_irac,
 )
 from pipeline.sim_psf import add_halo, irac_psf, psf_in_frame
 from pipeline.sim_render import (
-    IRAC_SCENE_SCALE, add_stamp, intrinsic_stamp, psf_stamp, sample_scene, splat, stamp_scale,
+    IRAC_SCENE_SCALE, StampMapping, add_stamp, intrinsic_stamp, psf_stamp, sample_scene, splat, stamp_scale,
 )
 from pipeline.sim_sources import (
     make_sources, position_at_epoch, radec_to_tangent, reference_catalog,
@@ -47,7 +47,6 @@ from pipeline.sim_sources import (
 
 MOCK_VERSION = "1.0"
 MARGIN_ARCSEC = 10.0  # sources are drawn this far beyond the field edges
-IRAC_PSF_PAD_ARCSEC = 16.0
 
 
 @dataclass
@@ -106,28 +105,28 @@ def _render_hst_band(band: str, exposures: list[Exposure], truth: Table,
     b = BANDS[band]
     flux = ujy_to_counts(np.asarray(truth[f"flux_{band}"]), b)
     images = [np.zeros(e.shape) for e in exposures]
-    geometry = []
-    for e in exposures:
-        wcs = e.true_wcs
-        x, y = wcs.all_world2pix(*_source_radec(truth, e.mjd + e.exptime / 172800.0), 0)
-        geometry.append((x, y, wcs.wcs.cd))
+    positions = [e.true_wcs.all_world2pix(*_source_radec(truth, e.mjd + e.exptime / 172800.0), 0)
+                 for e in exposures]
+    mappings: dict[tuple[int, float], StampMapping] = {}
     reach = (np.asarray(truth["trunc_arcsec"]) + 1.0) / b.pixscale * 1.5
     for i in range(len(truth)):
-        visible = [k for k, (x, y, _) in enumerate(geometry)
+        visible = [k for k, (x, y) in enumerate(positions)
                    if -reach[i] < x[i] < exposures[k].shape[1] + reach[i]
                    and -reach[i] < y[i] < exposures[k].shape[0] + reach[i]]
         if not visible:
             continue
         stamp = stamps[i]
-        coeffs = psf_stamp(stamp, band)
+        conv = psf_stamp(stamp, band)
         for k in visible:
-            x, y, cd = geometry[k]
-            add_stamp(images[k], coeffs, stamp.scale, x[i], y[i], cd, flux[i])
+            key = (k, stamp.scale)
+            if key not in mappings:
+                mappings[key] = StampMapping.from_cd(exposures[k].true_wcs.wcs.cd, stamp.scale)
+            add_stamp(images[k], conv, mappings[key], positions[k][0][i], positions[k][1][i], flux[i])
     return [add_halo(img, band, b.pixscale) for img in images]
 
 
 def _irac_scene_wcs(ra: float, dec: float, size_arcsec: float) -> tuple[WCS, tuple[int, int]]:
-    n = int(np.ceil((size_arcsec + 2 * (MARGIN_ARCSEC + IRAC_PSF_PAD_ARCSEC)) / IRAC_SCENE_SCALE))
+    n = int(np.ceil((size_arcsec + 2 * (MARGIN_ARCSEC + IRAC_PSF_RADIUS)) / IRAC_SCENE_SCALE))
     n += 1 - n % 2
     return make_wcs((ra, dec), ((n + 1) / 2, (n + 1) / 2), IRAC_SCENE_SCALE, 0.0), (n, n)
 
@@ -220,7 +219,7 @@ def simulate_field(outdir, *, field: str = "j001408m3023", ra: float = 3.5875,
         f"{int(np.sum(truth['kind'] == 'cluster'))} cluster members)")
     plan_rng = _rng(seed, 1)
     hst = plan_hst(plan_rng, ra, dec, size, offsets)
-    irac = plan_irac(plan_rng, ra, dec, size, offsets)
+    irac = plan_irac(plan_rng, ra, dec, size, offsets, MARGIN_ARCSEC)
     for band in HST_BANDS:
         members = [e for e in hst if e.band == band]
         t_exp = hst_total_time(band, depths[band], len(members)) / len(members)

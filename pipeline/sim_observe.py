@@ -33,6 +33,7 @@ IRAC_EPOCH_MJD = (55200.0, 57700.0)  # warm mission, 2010-2016
 CR_RATE = 2e-9  # ACS cosmic-ray hits per pixel per second
 HOT_PIXEL_FRACTION = 2e-5
 DQ_HOT, DQ_CR = 16, 4096
+IRAC_PSF_RADIUS = 16.0  # arcsec: the real PSF images are 30" wide
 
 
 def make_wcs(crval: tuple[float, float], crpix: tuple[float, float], scale_arcsec: float,
@@ -214,10 +215,11 @@ def plan_hst(rng: np.random.Generator, ra: float, dec: float, size_arcsec: float
 
 
 def plan_irac(rng: np.random.Generator, ra: float, dec: float, size_arcsec: float,
-              offsets: bool) -> list[Exposure]:
-    """IRAC: 3-4 AORs at different position angles and epochs, each with ``6`` dithered
-    frames per channel (ch1 and ch2 share AORKEY and EXPID numbers, as real AORs do); a
-    random pointing error per AOR (up to 0.3")."""
+              offsets: bool, margin_arcsec: float = 10.0) -> list[Exposure]:
+    """IRAC: 3-4 AORs at different position angles and epochs, each with 6 dithered frames
+    per channel (ch1 and ch2 share AORKEY and EXPID numbers, as real AORs do); a random
+    pointing error per AOR (up to 0.3"). Frames (at most the real 256 x 256) hold the light
+    of every source of the field plus ``margin_arcsec`` at any angle and dither."""
     exposures = []
     n_aor = int(rng.integers(3, 5))
     mjds = np.sort(rng.uniform(*IRAC_EPOCH_MJD, n_aor))
@@ -230,7 +232,8 @@ def plan_irac(rng: np.random.Generator, ra: float, dec: float, size_arcsec: floa
         dithers = rng.uniform(-12.0, 12.0, (n_frames, 2))
         for band in IRAC_BANDS:
             b = BANDS[band]
-            side = min(256, int(np.ceil((size_arcsec * np.sqrt(2) + 2 * 17.0 + 20.0) / b.pixscale)))
+            reach = (size_arcsec + 2 * margin_arcsec) * np.sqrt(2) + 2 * (17.0 + IRAC_PSF_RADIUS)
+            side = min(256, int(np.ceil(reach / b.pixscale)))
             ch = int(band[-1])
             for e in range(n_frames):
                 crval = tangent_to_radec(dithers[e, 0], dithers[e, 1], ra, dec)

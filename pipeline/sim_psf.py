@@ -10,10 +10,12 @@ resampled into any frame with :func:`psf_in_frame`.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import galsim
 import numpy as np
+import scipy.fft
 from astropy.io import fits
 from scipy import ndimage, signal
 
@@ -65,7 +67,8 @@ def halo_kernel(band: str, scale: float) -> np.ndarray:
 def add_halo(core_image: np.ndarray, band: str, scale: float) -> np.ndarray:
     """Turn an image rendered with the core PSF into one with the full effective PSF."""
     f = BANDS[band].halo_frac
-    halo = signal.fftconvolve(core_image, halo_kernel(band, scale), mode="same")
+    with scipy.fft.set_workers(os.cpu_count() or 1):
+        halo = signal.fftconvolve(core_image, halo_kernel(band, scale), mode="same")
     return (1.0 - f) * core_image + f * halo
 
 

@@ -5,7 +5,7 @@ Stamps are drawn on a "sky frame" grid: columns increase to the WEST, rows to th
 
 * HST: each source's intrinsic (GalSim Sersic, or a delta for stars) stamp is convolved once
   per band with the core PSF on a fine grid, then sampled at every exposure's pixel centres
-  through the exposure's true CD matrix (cubic spline), i.e. rotations, sub-pixel dithers
+  through the exposure's true CD matrix (bilinear on the >= 3x oversampled stamp), so rotations, dithers
   and proper motions cost nothing extra; the PSF halo is added on the whole image
   (:func:`pipeline.sim_psf.add_halo`).
 * IRAC: every source is splatted (bilinear, flux conserving) onto a 0.1"/pixel north-up
@@ -59,40 +59,44 @@ def intrinsic_stamp(kind: str, sersic_n: float, r_half: float, trunc: float, q: 
 
 
 def psf_stamp(stamp: Stamp, band: str) -> np.ndarray:
-    """Cubic-spline coefficients of ``stamp`` convolved with the core PSF of HST ``band``."""
-    conv = signal.fftconvolve(stamp.data, core_kernel(band, stamp.scale), mode="full")
-    return ndimage.spline_filter(conv, order=3)
+    """``stamp`` convolved with the core PSF of HST ``band`` (unit sum, odd size, centred)."""
+    return signal.fftconvolve(stamp.data, core_kernel(band, stamp.scale), mode="full")
 
 
-def sky_to_stamp_matrix(cd_deg: np.ndarray, scale: float) -> np.ndarray:
-    """2x2 matrix taking image pixel offsets (dx, dy) to stamp offsets (dcol, drow).
+@dataclass(frozen=True)
+class StampMapping:
+    """Linear map from image pixel offsets (dx, dy) to offsets on a stamp grid of ``scale``
+    arcsec/pixel (columns west, rows north), from the image's true CD matrix (degrees)."""
 
-    ``cd_deg`` is the image's true CD matrix; stamp columns point west, rows north.
-    """
-    return np.diag([-1.0, 1.0]) @ np.asarray(cd_deg) * 3600.0 / scale
+    matrix: np.ndarray  # (dcol, drow) = matrix @ (dx, dy)
+    extent: np.ndarray  # image pixels spanned per stamp pixel, along x and y
+    flux_factor: float  # image pixel area / stamp pixel area
+
+    @classmethod
+    def from_cd(cls, cd_deg: np.ndarray, scale: float) -> StampMapping:
+        m = np.diag([-1.0, 1.0]) @ np.asarray(cd_deg) * 3600.0 / scale
+        minv = np.abs(np.linalg.inv(m))
+        return cls(m, minv.sum(axis=1), abs(np.linalg.det(m)))
 
 
-def add_stamp(image: np.ndarray, coeffs: np.ndarray, scale: float, x: float, y: float,
-              cd_deg: np.ndarray, flux: float) -> None:
-    """Add a PSF-convolved stamp (spline ``coeffs`` from :func:`psf_stamp`) of total ``flux``
-    centred at pixel (x, y) (0-based) into ``image`` in place; ``cd_deg`` is the true CD."""
-    m = sky_to_stamp_matrix(cd_deg, scale)
-    half = (coeffs.shape[0] - 1) / 2.0
-    minv = np.linalg.inv(m)
-    ext_x = half * (abs(minv[0, 0]) + abs(minv[0, 1]))
-    ext_y = half * (abs(minv[1, 0]) + abs(minv[1, 1]))
+def add_stamp(image: np.ndarray, stamp: np.ndarray, mapping: StampMapping, x: float, y: float,
+              flux: float) -> None:
+    """Add ``flux`` x a unit-sum, PSF-convolved ``stamp`` (from :func:`psf_stamp`) centred at
+    image pixel (x, y) (0-based) into ``image`` in place, sampling it at the pixel centres
+    (bilinear: the stamps are >= 3x oversampled, the effective PSF includes the pixel)."""
+    half = (stamp.shape[0] - 1) / 2.0
+    ext_x, ext_y = half * mapping.extent
     x0, x1 = max(int(np.floor(x - ext_x)), 0), min(int(np.ceil(x + ext_x)) + 1, image.shape[1])
     y0, y1 = max(int(np.floor(y - ext_y)), 0), min(int(np.ceil(y + ext_y)) + 1, image.shape[0])
     if x0 >= x1 or y0 >= y1:
         return
+    m = mapping.matrix
     dx = np.arange(x0, x1) - x
     dy = (np.arange(y0, y1) - y)[:, None]
     col = half + m[0, 0] * dx + m[0, 1] * dy
     row = half + m[1, 0] * dx + m[1, 1] * dy
-    vals = ndimage.map_coordinates(coeffs, [row, col], order=3, prefilter=False, mode="constant",
-                                   cval=0.0)
-    pixel_area = abs(np.linalg.det(np.asarray(cd_deg))) * 3600.0 ** 2
-    image[y0:y1, x0:x1] += vals * (flux * pixel_area / scale ** 2)
+    vals = ndimage.map_coordinates(stamp, [row, col], order=1, mode="constant", cval=0.0)
+    image[y0:y1, x0:x1] += vals * (flux * mapping.flux_factor)
 
 
 def _tent_matrix(n: int, start: float, step: float) -> tuple[int, np.ndarray]:

@@ -134,11 +134,13 @@ def _cluster(rng, half: float, size: float, z_cluster: float):
 
 
 def _stars(rng, half: float, inner: float):
-    """Stars with black-body SEDs; the first three are bright and inside ``inner``."""
+    """Stars with black-body SEDs; the first three are bright and 0.7-1 ``inner`` from the centre."""
     count = int(np.clip(round(STAR_DENSITY * (2 * half / 60.0) ** 2), 6, 50))
     g = np.concatenate([rng.uniform(17.0, 19.5, 3), rng.uniform(16.5, 24.0, count - 3)])
-    xi = np.concatenate([rng.uniform(-inner, inner, 3), rng.uniform(-half, half, count - 3)])
-    eta = np.concatenate([rng.uniform(-inner, inner, 3), rng.uniform(-half, half, count - 3)])
+    # the bright ones away from the cluster core, inside the field
+    r, phi = inner * rng.uniform(0.7, 1.0, 3), rng.uniform(0, 2 * np.pi, 3)
+    xi = np.concatenate([r * np.cos(phi), rng.uniform(-half, half, count - 3)])
+    eta = np.concatenate([r * np.sin(phi), rng.uniform(-half, half, count - 3)])
     return {
         "kind": np.full(count, "star"), "xi": xi, "eta": eta, "z": np.zeros(count),
         "template": np.full(count, -1), "sersic_n": np.zeros(count),
@@ -163,7 +165,7 @@ def make_sources(rng: np.random.Generator, ra0: float, dec0: float, z_cluster: f
     """
     half = size_arcsec / 2.0 + margin_arcsec
     bcg, members = _cluster(rng, half, size_arcsec, z_cluster)
-    parts = [bcg, members, _background(rng, half), _stars(rng, half, max(size_arcsec / 2.0 - 7.0, 2.0))]
+    parts = [bcg, members, _background(rng, half), _stars(rng, half, max(size_arcsec / 2.0 - 4.0, 2.0))]
     cols = {}
     for key in ["kind", "xi", "eta", "z", "template", "sersic_n", "r_half_arcsec", "q", "pa_deg"]:
         cols[key] = np.concatenate([p[key] for p in parts])
