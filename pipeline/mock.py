@@ -41,9 +41,7 @@ from pipeline.sim_psf import add_halo, irac_psf, psf_in_frame
 from pipeline.sim_render import (
     IRAC_SCENE_SCALE, StampMapping, add_stamp, intrinsic_stamp, psf_stamp, sample_scene, splat, stamp_scale,
 )
-from pipeline.sim_sources import (
-    make_sources, position_at_epoch, radec_to_tangent, reference_catalog,
-)
+from pipeline.sim_sources import make_sources, position_at_epoch, reference_catalog
 
 MOCK_VERSION = "1.0"
 MARGIN_ARCSEC = 10.0  # sources are drawn this far beyond the field edges
@@ -228,21 +226,24 @@ def simulate_field(outdir, *, field: str = "j001408m3023", ra: float = 3.5875,
     exposures = hst + irac
 
     (outdir / "hst").mkdir(exist_ok=True)
-    stamps = None
+    stamps: dict[float, _StampCache] = {}  # one set of intrinsic stamps per pixel scale
     for band in HST_BANDS:
-        b = BANDS[band]
-        if stamps is None or stamps.native != b.pixscale:
-            stamps = _StampCache(truth, b.pixscale)
+        scale = BANDS[band].pixscale
+        if scale not in stamps:
+            stamps = {scale: _StampCache(truth, scale)}  # ACS then WFC3: free the other set
         members = [k for k, e in enumerate(exposures) if e.band == band]
-        images = _render_hst_band(band, [exposures[k] for k in members], truth, stamps)
+        images = _render_hst_band(band, [exposures[k] for k in members], truth, stamps[scale])
         for k, img in zip(members, images):
             e = exposures[k]
             hst_hdulist(e, img, _rng(seed, 2, k), field, ra, dec, extra).writeto(
                 outdir / e.path, overwrite=True)
-        say(f"{band}: {len(members)} exposures, {members and exposures[members[0]].exptime} s each")
+        say(f"{band}: {len(members)} exposures of {exposures[members[0]].exptime} s")
 
+    # IRAC scenes reuse the WFC3/IR stamps (fine enough for a 1.7" PSF)
+    ir_scale = BANDS["f160w"].pixscale
+    irac_stamps = stamps.get(ir_scale) or _StampCache(truth, ir_scale)
     irac_idx = [k for k, e in enumerate(exposures) if not e.band_info.is_hst]
-    models = _render_irac([exposures[k] for k in irac_idx], truth, stamps, ra, dec, size)
+    models = _render_irac([exposures[k] for k in irac_idx], truth, irac_stamps, ra, dec, size)
     unc_files = []
     for band in IRAC_BANDS:
         members = [j for j, k in enumerate(irac_idx) if exposures[k].band == band]

@@ -208,7 +208,6 @@ def plan_hst(rng: np.random.Generator, ra: float, dec: float, size_arcsec: float
                         dx_exp=float(exp_off[0]), dy_exp=float(exp_off[1]),
                         sky=b.sky * rng.uniform(0.8, 1.2), sky_gx=rng.uniform(-0.03, 0.03),
                         sky_gy=rng.uniform(-0.03, 0.03),
-                        meta={"n_exp_band": n_vis * n_exp},
                     ))
                     t += 0.05
     return exposures

@@ -43,16 +43,6 @@ def tangent_to_radec(xi, eta, ra0: float, dec0: float):
     return np.mod(ra, 360.0), dec
 
 
-def radec_to_tangent(ra, dec, ra0: float, dec0: float):
-    """Gnomonic projection: RA, Dec (deg) -> tangent-plane offsets (arcsec, xi east, eta north)."""
-    a, d = np.radians(ra) - np.radians(ra0), np.radians(dec)
-    d0 = np.radians(dec0)
-    cosc = np.sin(d0) * np.sin(d) + np.cos(d0) * np.cos(d) * np.cos(a)
-    xi = np.cos(d) * np.sin(a) / cosc
-    eta = (np.cos(d0) * np.sin(d) - np.sin(d0) * np.cos(d) * np.cos(a)) / cosc
-    return np.degrees(xi) * 3600.0, np.degrees(eta) * 3600.0
-
-
 def position_at_epoch(ra, dec, pmra, pmdec, mjd):
     """Proper-motion-projected RA, Dec (deg) at ``mjd`` from the REF_EPOCH position."""
     dt = (np.asarray(mjd, float) - REF_EPOCH_MJD) / 365.25
