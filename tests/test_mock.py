@@ -19,7 +19,7 @@ import alcsdb.config
 from pipeline import mock
 from pipeline.sim_bands import BANDS, HST_BANDS, IRAC_BANDS
 from pipeline.sim_observe import apply_offset, plan_hst, plan_irac
-from pipeline.sim_psf import psf_encircled_energy
+from pipeline.sim_psf import effective_psf, psf_encircled_energy
 from pipeline.sim_sources import REF_EPOCH_MJD, make_sources
 
 SEED = 3
@@ -303,3 +303,31 @@ def test_command_line_uses_the_field_table(monkeypatch, tmp_path):
 def test_unknown_depth_band_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown band"):
         mock.simulate_field(tmp_path, depth={"f999w": 27.0})
+
+
+@pytest.mark.parametrize("band", ["f814w", "f160w"])
+def test_galaxy_orientation_and_shape_follow_truth(band):
+    """A lone large disk (PA 30 deg east of north, q = 0.4) rendered into a rotated exposure:
+    its second moments, turned to the sky with the exposure's CD matrix, give PA and q."""
+    exp = [e for e in plan_hst(mock._rng(5, 1), 150.0, 2.0, 20.0, True) if e.band == band][0]
+    cd = exp.true_wcs.wcs.cd * 3600.0
+    ra, dec = exp.true_wcs.all_pix2world(exp.shape[1] / 2 + 0.3, exp.shape[0] / 2 - 0.2, 0)
+    lone = Table({"kind": ["background"], "ra": [float(ra)], "dec": [float(dec)], "pmra": [0.0],
+                  "pmdec": [0.0], "sersic_n": [1.0], "r_half_arcsec": [1.0], "trunc_arcsec": [5.0],
+                  "q": [0.4], "pa_deg": [30.0], f"flux_{band}": [100.0]})
+    image = mock._render_hst_band(band, [exp], lone, mock._StampCache(lone, BANDS[band].pixscale))[0]
+    assert image.sum() * BANDS[band].photfnu * 1e6 == pytest.approx(100.0, rel=0.01)
+    yy, xx = np.indices(image.shape)
+    w = np.clip(image, 0, None) / image.sum()  # FFT round-off is ~1e-17 either side of 0
+    mx, my = np.sum(w * xx), np.sum(w * yy)
+    cov_pix = np.cov(np.vstack([(xx - mx).ravel(), (yy - my).ravel()]), aweights=w.ravel())
+    # unweighted second moments add under convolution: remove the (round) PSF's
+    psf = effective_psf(band, scale=0.02)
+    py, px = np.indices(psf.shape)
+    var_psf = np.sum(psf * (px - (psf.shape[1] - 1) / 2) ** 2) * 0.02 ** 2 / psf.sum()
+    cov_sky = cd @ cov_pix @ cd.T - var_psf * np.eye(2)  # (xi east, eta north) arcsec^2
+    evals, evecs = np.linalg.eigh(cov_sky)
+    major = evecs[:, 1]
+    pa = np.degrees(np.arctan2(major[0], major[1])) % 180.0
+    assert pa == pytest.approx(30.0, abs=1.0)
+    assert np.sqrt(evals[0] / evals[1]) == pytest.approx(0.4, abs=0.03)
