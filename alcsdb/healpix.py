@@ -69,6 +69,8 @@ LAMBDA = 1.59620
 MARGIN_RAD = 1e-9
 ARCSEC_PER_RAD = 206264.80624709636
 RAD_PER_DEG = 0.017453292519943295
+HALF_RAD_PER_DEG = RAD_PER_DEG / 2
+SNAP_DEG = 1e-30
 BASE_PIXEL_ARCSEC = 211076.0  # sqrt(4 pi / 12) rad: the side of a face (58.6 deg)
 ORDER_OFFSET = 1
 REFINE_STEP = 3
@@ -77,6 +79,7 @@ _JRLL = np.array([2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4])
 _JPLL = np.array([1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7])
 _INV_HALFPI = 0.6366197723675814
 _TWOTHIRD = 2.0 / 3.0
+_LN2 = math.log(2.0)
 
 
 def check_cone(ra_deg: float, dec_deg: float, radius_arcsec: float) -> None:
@@ -111,16 +114,30 @@ def hpx29(ra_deg, dec_deg) -> np.ndarray:
     return np.asarray(healpy.ang2pix(NSIDE, ra, dec, nest=True, lonlat=True), dtype=np.int64)
 
 
-def angular_distance_arcsec(ra1, dec1, ra2, dec2):
-    """Great-circle distance in arcsec (haversine; exact to ~1e-16 relative at small separations).
+def snap(x):
+    """Coordinates within SNAP_DEG of 0 taken as 0 (scalar or array).
 
-    The SQL function ``alcs_angdist_arcsec`` evaluates the same expression, operation by
-    operation, so both sides agree on which rows lie inside a cone.
+    PostgreSQL raises an error when a float multiplication underflows to zero, which products
+    of sub-1e-150 numbers do; snapping every coordinate below 1e-30 deg (4e-27 arcsec) keeps
+    all intermediate products far from underflow, in SQL and identically in Python.
     """
-    s_dec = np.sin((np.asarray(dec2, dtype=np.float64) - dec1) * (RAD_PER_DEG * 0.5))
-    s_ra = np.sin((np.asarray(ra2, dtype=np.float64) - ra1) * (RAD_PER_DEG * 0.5))
-    hav = s_dec * s_dec + np.cos(np.asarray(dec1, dtype=np.float64) * RAD_PER_DEG) * np.cos(
-        np.asarray(dec2, dtype=np.float64) * RAD_PER_DEG) * (s_ra * s_ra)
+    if isinstance(x, float):
+        return 0.0 if abs(x) < SNAP_DEG else x
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(np.abs(x) < SNAP_DEG, 0.0, x)
+
+
+def angular_distance_arcsec(ra1, dec1, ra2, dec2):
+    """Great-circle distance in arcsec between positions in degrees (haversine).
+
+    Accurate to ~1e-16 relative at small separations (no 1 - cos cancellation). The SQL
+    function ``alcs_angdist_arcsec`` evaluates the same expression, operation by operation
+    (coordinates snapped with `snap`), so both sides agree on which rows lie inside a cone.
+    """
+    ra1, dec1, ra2, dec2 = (snap(np.asarray(v, dtype=np.float64)) for v in (ra1, dec1, ra2, dec2))
+    s_dec = np.sin((dec2 - dec1) * HALF_RAD_PER_DEG)
+    s_ra = np.sin((ra2 - ra1) * HALF_RAD_PER_DEG)
+    hav = s_dec * s_dec + np.cos(dec1 * RAD_PER_DEG) * np.cos(dec2 * RAD_PER_DEG) * (s_ra * s_ra)
     return 2.0 * np.arcsin(np.sqrt(np.minimum(hav, 1.0))) * ARCSEC_PER_RAD
 
 
@@ -129,10 +146,11 @@ def coarse_order(radius_arcsec: float) -> int:
 
     About ``floor(log2(58.6 deg / R)) + ORDER_OFFSET``: pixels a little smaller than the radius,
     a few dozen of them per cone (benchmarks/cone_search.py measured the offset). Radius 0 gives 29.
+    Computed as ``ln(x) / ln(2)`` like ``alcs_hpx_coarse_order`` in SQL, so both pick the same order.
     """
-    if radius_arcsec <= 0:
+    if radius_arcsec < BASE_PIXEL_ARCSEC / (1 << ORDER):  # tinier than an order-29 pixel (and 0)
         return ORDER
-    return int(min(ORDER, max(0, math.floor(math.log2(BASE_PIXEL_ARCSEC / radius_arcsec)) + ORDER_OFFSET)))
+    return int(min(ORDER, max(0, math.floor(math.log(BASE_PIXEL_ARCSEC / radius_arcsec) / _LN2) + ORDER_OFFSET)))
 
 
 def _fmodulo(v: float, m: float) -> float:
@@ -292,6 +310,7 @@ def disc_ranges(ra: float, dec: float, radius_arcsec: float, order: int | None =
         order = coarse_order(radius_arcsec)
     if not 0 <= order <= ORDER:
         raise ValueError(f"order must be within [0, {ORDER}], got {order!r}")
+    ra, dec = snap(float(ra)), snap(float(dec))
     r_rad = radius_arcsec / ARCSEC_PER_RAD + MARGIN_RAD
     face, x, y = face_xy(ra, dec)
     rho = LF * r_rad

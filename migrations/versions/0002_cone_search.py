@@ -26,6 +26,7 @@ depends_on = None
 LF = "1.52425"  # face units per radian, upper bound of HEALPix's forward map stretch
 LAMBDA = "1.59620"  # radians per face unit, upper bound of the inverse map stretch
 MARGIN_RAD = "1e-9"
+SNAP_DEG = "1e-30"
 ARCSEC_PER_RAD = "206264.80624709636"
 RAD_PER_DEG = "0.017453292519943295"
 HALF_RAD_PER_DEG = "0.008726646259971648"
@@ -35,15 +36,27 @@ YBITS = str(int("10" * 32, 2) - (1 << 64))  # 0xAAAA...AAAA as a signed bigint
 SPREAD8 = ",".join(str(sum(((i >> b) & 1) << (2 * b) for b in range(8))) for i in range(256))
 
 FUNCTIONS = [
+    ("alcs_snap(double precision)", f"""
+CREATE FUNCTION alcs_snap(x double precision) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN abs(x) < {SNAP_DEG} THEN 0 ELSE x END;
+COMMENT ON FUNCTION alcs_snap(double precision)
+  IS 'a coordinate within {SNAP_DEG} deg of 0 taken as 0 (PostgreSQL raises on float underflow), as alcsdb.healpix.snap';
+"""),
+    ("alcs_haversine_arcsec(double precision, double precision, double precision, double precision)", f"""
+CREATE FUNCTION alcs_haversine_arcsec(sin_half_ddec double precision, sin_half_dra double precision,
+                                      cos_dec1 double precision, cos_dec2 double precision)
+RETURNS double precision LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 2.0 * asin(sqrt(least(sin_half_ddec * sin_half_ddec + cos_dec1 * cos_dec2 * (sin_half_dra * sin_half_dra),
+                             1.0))) * {ARCSEC_PER_RAD};
+"""),
     ("alcs_angdist_arcsec(double precision, double precision, double precision, double precision)", f"""
 CREATE FUNCTION alcs_angdist_arcsec(ra1 double precision, dec1 double precision,
                                     ra2 double precision, dec2 double precision)
 RETURNS double precision LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 2.0 * asin(sqrt(least(
-         sin((dec2 - dec1) * {HALF_RAD_PER_DEG}) * sin((dec2 - dec1) * {HALF_RAD_PER_DEG})
-       + cos(dec1 * {RAD_PER_DEG}) * cos(dec2 * {RAD_PER_DEG})
-         * (sin((ra2 - ra1) * {HALF_RAD_PER_DEG}) * sin((ra2 - ra1) * {HALF_RAD_PER_DEG})),
-       1.0))) * {ARCSEC_PER_RAD};
+RETURN alcs_haversine_arcsec(sin((alcs_snap(dec2) - alcs_snap(dec1)) * {HALF_RAD_PER_DEG}),
+                             sin((alcs_snap(ra2) - alcs_snap(ra1)) * {HALF_RAD_PER_DEG}),
+                             cos(alcs_snap(dec1) * {RAD_PER_DEG}), cos(alcs_snap(dec2) * {RAD_PER_DEG}));
 COMMENT ON FUNCTION alcs_angdist_arcsec(double precision, double precision, double precision, double precision)
   IS 'great-circle distance in arcsec between (ra1, dec1) and (ra2, dec2) in degrees (haversine, as alcsdb.healpix.angular_distance_arcsec)';
 """),
@@ -64,8 +77,8 @@ COMMENT ON FUNCTION alcs_hpx_xyf2nest(integer, integer, bigint, bigint) IS 'NEST
     ("alcs_hpx_coarse_order(double precision)", f"""
 CREATE FUNCTION alcs_hpx_coarse_order(radius_arcsec double precision) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE WHEN radius_arcsec <= 0 THEN 29
-            ELSE least(29, greatest(0, floor(ln({BASE_PIXEL_ARCSEC} / radius_arcsec) / ln(2.0)) + {ORDER_OFFSET}))::integer END;
+RETURN CASE WHEN radius_arcsec < {BASE_PIXEL_ARCSEC}::double precision / 536870912 THEN 29
+            ELSE least(29, greatest(0, floor(ln({BASE_PIXEL_ARCSEC}::double precision / radius_arcsec) / ln(2::double precision)) + {ORDER_OFFSET}))::integer END;
 COMMENT ON FUNCTION alcs_hpx_coarse_order(double precision) IS 'order of the pixels covering a cone of this radius (alcsdb.healpix.coarse_order)';
 """),
     ("alcs_check_cone(text, double precision, double precision, double precision)", """
@@ -143,7 +156,7 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   PERFORM alcs_check_cone('alcs_hpx_ang2pix', ra_deg, dec_deg, 0);
-  loc := alcs_hpx_loc(ra_deg, dec_deg);
+  loc := alcs_hpx_loc(alcs_snap(ra_deg), alcs_snap(dec_deg));
   n := 1::bigint << hpx_order;
   IF loc.region = 0 THEN
     ix := floor(loc.p * n); iy := n - 1 - floor(loc.q * n);
@@ -155,7 +168,7 @@ BEGIN
   RETURN alcs_hpx_xyf2nest(hpx_order, loc.face, ix, iy);
 END $$;
 COMMENT ON FUNCTION alcs_hpx_ang2pix(integer, double precision, double precision)
-  IS 'NESTED HEALPix index at an order of (ra, dec) in degrees; equals healpy.ang2pix(2**order, ra, dec, nest=True, lonlat=True)';
+  IS 'NESTED HEALPix index at an order of (ra, dec) in degrees; equals healpy.ang2pix(2**order, ra, dec, nest=True, lonlat=True) (coordinates within 1e-30 deg of 0 taken as 0)';
 """),
     ("alcs_hpx_pixel_may_meet(integer, integer, bigint, bigint, double precision, double precision, double precision, double precision)", f"""
 CREATE FUNCTION alcs_hpx_pixel_may_meet(hpx_order integer, face integer, ix bigint, iy bigint,
@@ -206,6 +219,8 @@ DECLARE
   o integer; j integer; c integer;
 BEGIN
   PERFORM alcs_check_cone('alcs_hpx_disc_cells', ra_deg, dec_deg, radius_arcsec);
+  ra_deg := alcs_snap(ra_deg);
+  dec_deg := alcs_snap(dec_deg);
   r_rad := radius_arcsec / {ARCSEC_PER_RAD} + {MARGIN_RAD};
   k := alcs_hpx_coarse_order(radius_arcsec);
   loc := alcs_hpx_loc(ra_deg, dec_deg);
