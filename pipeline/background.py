@@ -1,0 +1,177 @@
+"""Backgrounds of the mosaic stage: smooth per-visit HST sky, IRAC master background per AOR.
+
+Pure functions: numpy arrays in, numpy arrays out; units are those of the input image.
+Pixels are zero-indexed as everywhere in the pipeline.
+
+- HST (release README, "Background subtraction"): a smooth background is estimated on each
+  visit mosaic with sep, ``BACK_SIZE = 32"`` (converted to pixels for the mosaic's scale)
+  and ``BACK_FILTERSIZE = 3``, with the detected sources masked (sep segmentation dilated),
+  and subtracted before the visits are combined into the filter mosaic
+  (:func:`smooth_background`).
+- IRAC (README, IRAC step 3): a master background per AOR, the median in detector
+  coordinates of the AOR's frames with their sources masked, subtracted from every frame
+  (:func:`irac_master_background`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import sep
+from scipy import ndimage
+
+from pipeline.photometry import error_and_mask
+
+
+@dataclass(frozen=True)
+class BackgroundParams:
+    """Settings of the background estimates (the caller records them as run parameters).
+
+    back_size_arcsec : sep mesh size in arcsec (``BACK_SIZE``; 32" in the release); the
+        mesh is ``round(back_size_arcsec / pixscale)`` pixels.
+    filter_size : median filter of the mesh (``BACK_FILTERSIZE``, meshes).
+    detect_thresh : source-mask detection threshold in units of the pixel error.
+    minarea : minimum source area (pixels) of the source mask.
+    dilate_arcsec : the segmentation is dilated by a disk of this radius.
+    iterations : background / source-mask passes (the first pass has no source mask).
+    irac_back_size_arcsec : mesh of the per-frame sky used only to find the sources of an
+        IRAC frame (and to fill master pixels that are masked in every frame).
+    irac_dilate_arcsec : dilation radius of the IRAC source masks (the PSF FWHM is ~1.7").
+    """
+
+    back_size_arcsec: float = 32.0
+    filter_size: int = 3
+    detect_thresh: float = 2.0
+    minarea: int = 5
+    dilate_arcsec: float = 0.4
+    iterations: int = 2
+    irac_back_size_arcsec: float = 38.4
+    irac_dilate_arcsec: float = 2.4
+
+
+def _disk(radius_pix: float) -> np.ndarray:
+    r = max(1, int(np.ceil(radius_pix)))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return xx**2 + yy**2 <= max(radius_pix, 1.0) ** 2
+
+
+def _sep_background(data: np.ndarray, mask: np.ndarray, box: int, filter_size: int) -> sep.Background:
+    box = int(min(max(box, 1), max(data.shape)))
+    return sep.Background(data, mask=mask, bw=box, bh=box, fw=filter_size, fh=filter_size)
+
+
+def source_mask(
+    data: np.ndarray,
+    err: np.ndarray,
+    mask: np.ndarray,
+    *,
+    thresh: float,
+    minarea: int,
+    dilate_pix: float,
+) -> np.ndarray:
+    """Pixels of detected sources: ``sep.extract`` segmentation (threshold ``thresh * err``,
+    ``minarea`` pixels, no deblending) dilated by a disk of radius ``dilate_pix`` pixels.
+
+    ``data`` must be background subtracted; ``mask`` (True = unusable) is ignored by sep.
+    """
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    err = np.ascontiguousarray(np.where(mask, 0.0, err), dtype=np.float32)
+    pixstack = sep.get_extract_pixstack()
+    sep.set_extract_pixstack(max(pixstack, data.size))
+    try:
+        _, seg = sep.extract(
+            data, thresh, err=err, mask=mask, minarea=minarea, deblend_cont=1.0,
+            clean=False, segmentation_map=True,
+        )
+    finally:
+        sep.set_extract_pixstack(pixstack)
+    return ndimage.binary_dilation(seg > 0, structure=_disk(dilate_pix))
+
+
+def smooth_background(
+    sci: np.ndarray,
+    wht: np.ndarray,
+    *,
+    pixscale: float,
+    params: BackgroundParams = BackgroundParams(),
+) -> np.ndarray:
+    """Smooth sky of a (visit) mosaic with its sources masked.
+
+    sci, wht : mosaic (any flux units per pixel) and its inverse-variance weight; pixels
+        with weight <= 0 or non-finite values are outside the coverage.
+    pixscale : arcsec per pixel (sets the mesh size in pixels).
+
+    Pass 1 is a plain sep background; each further pass masks the sources detected on the
+    previous residual (:func:`source_mask`). Returns the background (float32, same units
+    as ``sci``), 0 outside the coverage.
+    """
+    err, nocov = error_and_mask(sci, wht)
+    data = np.ascontiguousarray(np.where(nocov, 0.0, sci), dtype=np.float32)
+    box = int(round(params.back_size_arcsec / pixscale))
+    mask = nocov
+    bkg = _sep_background(data, mask, box, params.filter_size)
+    for _ in range(params.iterations - 1):
+        sources = source_mask(
+            data - bkg.back(), err, nocov, thresh=params.detect_thresh,
+            minarea=params.minarea, dilate_pix=params.dilate_arcsec / pixscale,
+        )
+        mask = nocov | sources
+        bkg = _sep_background(data, mask, box, params.filter_size)
+    return np.where(nocov, 0.0, bkg.back()).astype(np.float32)
+
+
+def irac_master_background(
+    frames: Sequence[np.ndarray],
+    errs: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    *,
+    pixscale: float,
+    params: BackgroundParams = BackgroundParams(),
+) -> np.ndarray:
+    """Master background of one AOR: per-pixel median of its source-masked frames.
+
+    frames, errs, masks : the AOR's BCD images (MJy/sr, detector coordinates, all the same
+        shape), their 1-sigma uncertainties and bad-pixel masks (True = bad).
+    pixscale : detector arcsec per pixel (1.2" for IRAC).
+
+    Pass 1 is the plain median of the frames. In each further pass (``iterations`` in
+    all) the sources of every frame are found on ``frame - master`` (so detector-fixed
+    structure is not taken for sources; a coarse sep sky of ``irac_back_size_arcsec`` removes
+    the frame's level) and masked with the segmentation dilated by ``irac_dilate_arcsec``,
+    and the master is the median of the masked frames. Pixels masked in every frame take a
+    smooth sep interpolation of the master. Returns float32 MJy/sr, to be subtracted from
+    each frame of the AOR.
+    """
+    if not frames:
+        raise ValueError("irac_master_background needs at least one frame")
+    box = int(round(params.irac_back_size_arcsec / pixscale))
+    bads = [np.asarray(m, bool) | ~np.isfinite(f) | ~(np.asarray(e) > 0) for f, e, m in zip(frames, errs, masks)]
+    data = [np.ascontiguousarray(np.where(b, 0.0, f), dtype=np.float32) for f, b in zip(frames, bads)]
+    stack = np.stack([np.where(b, np.nan, d) for d, b in zip(data, bads)])
+    master = _masked_median(stack, box, params.filter_size)
+    for _ in range(params.iterations - 1):
+        for k, (d, err, bad) in enumerate(zip(data, errs, bads)):
+            diff = np.ascontiguousarray(d - master, dtype=np.float32)
+            diff -= _sep_background(diff, bad, box, params.filter_size).back()
+            sources = source_mask(
+                diff, np.where(bad, 0.0, err), bad, thresh=params.detect_thresh,
+                minarea=params.minarea, dilate_pix=params.irac_dilate_arcsec / pixscale,
+            )
+            stack[k] = np.where(bad | sources, np.nan, d)
+        master = _masked_median(stack, box, params.filter_size)
+    return master
+
+
+def _masked_median(stack: np.ndarray, box: int, filter_size: int) -> np.ndarray:
+    """Median over axis 0 ignoring NaN; pixels NaN in every plane are filled with a smooth
+    sep background of the median (0 if every pixel is empty)."""
+    empty = ~np.isfinite(stack).any(axis=0)
+    master = np.zeros(stack.shape[1:], dtype=np.float32)
+    if empty.all():
+        return master
+    master[~empty] = np.nanmedian(stack[:, ~empty], axis=0)
+    if empty.any():
+        smooth = _sep_background(master, empty, box, filter_size).back()
+        master = np.where(empty, smooth, master).astype(np.float32)
+    return master
