@@ -28,12 +28,13 @@ DEFAULTS = {"subpix": 5, "max_masked_fraction": compute.MAX_MASKED_FRACTION, "ba
 def plan(conn, field, params, input_dir) -> list[Input]:
     det_run = require_run(conn, field, "detect", "photometry")
     inputs = run_products(conn, det_run, ("det_sci", "det_wht", "seg"))
-    mosaics = conn.execute(text("SELECT product_id, role FROM run_input WHERE run_id = :r"), {"r": det_run}).all()
-    by_id = {}
-    for pid, role in mosaics:
-        run = conn.execute(text("SELECT run_id FROM product WHERE product_id = :p"), {"p": pid}).scalar()
-        by_id.update({i.product_id: dataclasses.replace(i, role=role) for i in run_products(conn, run)})
-    return inputs + [by_id[pid] for pid, _ in mosaics]
+    # the mosaics the detect run read, in the same roles (sci, wht)
+    used = dict(conn.execute(text("SELECT product_id, role FROM run_input WHERE run_id = :r"), {"r": det_run}).all())
+    runs = conn.execute(text("SELECT DISTINCT run_id FROM product WHERE product_id = ANY(:p)"),
+                        {"p": list(used)}).scalars().all()
+    mosaics = [dataclasses.replace(i, role=used[i.product_id]) for run in runs for i in run_products(conn, run)
+               if i.product_id in used]
+    return inputs + mosaics
 
 
 def execute(run, field, inputs, params, outdir, progress) -> None:
