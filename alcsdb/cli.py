@@ -463,6 +463,21 @@ def _jsonable(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _register_commands() -> None:
+    """Commands kept in their own modules (they import `State`/`pass_state` from here)."""
+    from . import cli_audit, cli_external, cli_roles
+
+    cli.add_command(cli_external.external_group)
+    cli.add_command(cli_external.crossmatch_cmd)
+    cli.add_command(cli_external.compare_cmd)
+    cli_audit.register(cli, version_group)
+    db_group.add_command(cli_roles.roles_cmd)
+    db_group.add_command(cli_roles.grant_cmd)
+
+
+_register_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="alcsdb")
 
