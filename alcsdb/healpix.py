@@ -115,11 +115,11 @@ def hpx29(ra_deg, dec_deg) -> np.ndarray:
 
 
 def snap(x):
-    """Coordinates within SNAP_DEG of 0 taken as 0 (scalar or array).
+    """Coordinates (and radii) within SNAP_DEG of 0 taken as 0 (scalar or array).
 
     PostgreSQL raises an error when a float multiplication underflows to zero, which products
-    of sub-1e-150 numbers do; snapping every coordinate below 1e-30 deg (4e-27 arcsec) keeps
-    all intermediate products far from underflow, in SQL and identically in Python.
+    of sub-1e-150 numbers do; snapping every coordinate below 1e-30 (deg, or arcsec for a
+    radius) keeps all intermediate products far from underflow, in SQL and identically here.
     """
     if isinstance(x, float):
         return 0.0 if abs(x) < SNAP_DEG else x
@@ -235,6 +235,7 @@ def _spread_bits(v):
 
 
 _SPREAD16 = _spread_bits(np.arange(1 << 16, dtype=np.int64)).tolist()
+_SPREAD16_Y = [2 * v for v in _SPREAD16]  # the iy part of a nested index
 
 
 def _spread29(v: int) -> int:
@@ -246,13 +247,16 @@ def _single_face_cells(face: int, x: float, y: float, rho: float, order: int) ->
     """Order-`order` nested pixels of `face` whose squares meet the ball |(x, y) - p| <= rho."""
     n = 1 << order
     base = face << (2 * order)
-    cells = []
+    cells: list[int] = []
     for ix in range(math.floor((x - rho) * n), math.floor((x + rho) * n) + 1):
         dx = max(ix / n - x, 0.0, x - (ix + 1) / n)
         half = math.sqrt(max(rho * rho - dx * dx, 0.0))  # the ball's half-height over this column
         sx = base + _spread29(ix)
-        cells.extend(sx + (_spread29(iy) << 1)
-                     for iy in range(math.floor((y - half) * n), math.floor((y + half) * n) + 1))
+        iy_range = range(math.floor((y - half) * n), math.floor((y + half) * n) + 1)
+        if order <= 16:
+            cells.extend([sx + _SPREAD16_Y[iy] for iy in iy_range])
+        else:
+            cells.extend([sx + (_spread29(iy) << 1) for iy in iy_range])
     return cells
 
 
@@ -285,16 +289,34 @@ def _refined_cells(ra_deg: float, dec_deg: float, r_rad: float, order: int) -> n
     return (face << (2 * order)) + _spread_bits(ix) + (_spread_bits(iy) << 1)
 
 
-def _merge(cells, order: int) -> np.ndarray:
-    """Sorted, merged half-open order-29 ranges of a set of order-`order` pixels."""
+def _merge(cells: list[int], order: int) -> list[int]:
+    """Sorted, merged half-open order-29 ranges of distinct order-`order` pixels, flat: [lo0, hi0, lo1, ...]."""
     shift = 2 * (ORDER - order)
-    ranges: list[list[int]] = []
-    for cell in sorted(set(int(c) for c in cells)):
-        if ranges and ranges[-1][1] == cell:
-            ranges[-1][1] = cell + 1
+    flat: list[int] = []
+    for cell in sorted(cells):
+        if flat and flat[-1] == cell << shift:
+            flat[-1] = (cell + 1) << shift
         else:
-            ranges.append([cell, cell + 1])
-    return np.array(ranges, dtype=np.int64).reshape(-1, 2) << shift
+            flat += (cell << shift, (cell + 1) << shift)
+    return flat
+
+
+def disc_ranges_flat(ra: float, dec: float, radius_arcsec: float, order: int | None = None) -> list[int]:
+    """`disc_ranges` as a flat list of Python ints ``[lo0, hi0, lo1, hi1, ...]`` (for bound parameters)."""
+    check_cone(ra, dec, radius_arcsec)
+    if order is None:
+        order = coarse_order(radius_arcsec)
+    if not (isinstance(order, (int, np.integer)) and 0 <= order <= ORDER):
+        raise ValueError(f"order must be an integer within [0, {ORDER}], got {order!r}")
+    ra, dec = snap(float(ra)), snap(float(dec))
+    r_rad = snap(float(radius_arcsec)) / ARCSEC_PER_RAD + MARGIN_RAD
+    face, x, y = face_xy(ra, dec)
+    rho = LF * r_rad
+    if rho < x < 1.0 - rho and rho < y < 1.0 - rho:
+        cells = _single_face_cells(face, x, y, rho, order)
+    else:
+        cells = _refined_cells(ra, dec, r_rad, order).tolist()
+    return _merge(cells, order)
 
 
 def disc_ranges(ra: float, dec: float, radius_arcsec: float, order: int | None = None) -> np.ndarray:
@@ -303,19 +325,6 @@ def disc_ranges(ra: float, dec: float, radius_arcsec: float, order: int | None =
     Every position within `radius_arcsec` of (ra, dec) has its `hpx29` inside one of the ranges
     (see the module docstring for the proof); the ranges are unions of order-`order` pixels
     (default `coarse_order(radius_arcsec)`), so they also hold some rows outside the cone, which
-    an exact distance filter removes.
+    an exact distance filter removes. Positions within SNAP_DEG of 0 are snapped (see `snap`).
     """
-    check_cone(ra, dec, radius_arcsec)
-    if order is None:
-        order = coarse_order(radius_arcsec)
-    if not 0 <= order <= ORDER:
-        raise ValueError(f"order must be within [0, {ORDER}], got {order!r}")
-    ra, dec = snap(float(ra)), snap(float(dec))
-    r_rad = radius_arcsec / ARCSEC_PER_RAD + MARGIN_RAD
-    face, x, y = face_xy(ra, dec)
-    rho = LF * r_rad
-    if rho < x < 1.0 - rho and rho < y < 1.0 - rho:
-        cells = _single_face_cells(face, x, y, rho, order)
-    else:
-        cells = _refined_cells(ra, dec, r_rad, order)
-    return _merge(cells, order)
+    return np.array(disc_ranges_flat(ra, dec, radius_arcsec, order), dtype=np.int64).reshape(-1, 2)

@@ -48,35 +48,37 @@ def _extra_columns(columns: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(extra)
 
 
-def _ranges(ra: float, dec: float, radius_arcsec: float) -> np.ndarray:
-    """disc_ranges, coarsened until it has at most MAX_RANGES ranges (a coarser cover is still complete)."""
-    order = healpix.coarse_order(radius_arcsec)
-    ranges = healpix.disc_ranges(ra, dec, radius_arcsec, order)
-    while len(ranges) > MAX_RANGES and order > 0:
+def _ranges(ra: float, dec: float, radius_arcsec: float, order: int | None) -> list[int]:
+    """Flat covering ranges [lo0, hi0, ...], coarsened to at most MAX_RANGES (a coarser cover is still complete)."""
+    order = healpix.coarse_order(radius_arcsec) if order is None else order
+    flat = healpix.disc_ranges_flat(ra, dec, radius_arcsec, order)
+    while len(flat) > 2 * MAX_RANGES and order > 0:
         order -= 1
-        ranges = healpix.disc_ranges(ra, dec, radius_arcsec, order)
-    return ranges
+        flat = healpix.disc_ranges_flat(ra, dec, radius_arcsec, order)
+    return flat
 
 
 def statement_sql(n_ranges: int, extra: Sequence[str] = ()) -> str:
     """The prepared query for `n_ranges` ranges: $1 ra, $2 dec, $3 radius, then lo, hi pairs.
 
-    Ranges come as a VALUES list with a fixed number of rows, so custom and generic plans cost
-    the same and PostgreSQL keeps the generic plan (no planning per call); each range is a
-    separate index scan (LATERAL ... OFFSET 0), never a join the planner could turn into a
-    sequential scan.
+    PostgreSQL replans a prepared statement at every call unless its generic plan costs no
+    more than the custom ones; so nothing in it may be constant-folded when the parameters are
+    known: the cone comes through a subquery that is not flattened (OFFSET 0), and the ranges as
+    a VALUES list of fixed length. Each range is a separate index scan (LATERAL ... OFFSET 0),
+    never a join the planner could turn into a sequential scan.
     """
     values = ", ".join(f"(${4 + 2 * i}::bigint, ${5 + 2 * i}::bigint)" for i in range(n_ranges))
     inner = "".join(f', src."{c}"' for c in extra)
     outer = "".join(f', s."{c}"' for c in extra)
     return (
         f"SELECT s.source_id, f.name, s.ra, s.dec, s.distance_arcsec{outer} "
-        f"FROM (VALUES {values}) AS r(lo, hi) "
+        f"FROM (SELECT $1::float8 AS ra, $2::float8 AS dec, $3::float8 AS radius OFFSET 0) AS c "
+        f"CROSS JOIN (VALUES {values}) AS r(lo, hi) "
         f"CROSS JOIN LATERAL (SELECT src.source_id, src.field_id, src.ra, src.dec, "
-        f"alcs_angdist_arcsec($1, $2, src.ra, src.dec) AS distance_arcsec{inner} "
+        f"alcs_angdist_arcsec(c.ra, c.dec, src.ra, src.dec) AS distance_arcsec{inner} "
         f"FROM source AS src WHERE src.hpx29 >= r.lo AND src.hpx29 < r.hi OFFSET 0) AS s "
         f"JOIN field AS f ON f.field_id = s.field_id "
-        f"WHERE s.distance_arcsec <= $3"
+        f"WHERE s.distance_arcsec <= c.radius"
     )
 
 
@@ -93,13 +95,13 @@ def _statement_name(conn: Connection, n_ranges: int, extra: tuple[str, ...]) -> 
     return name
 
 
-def _run(conn: Connection, ra: float, dec: float, radius_arcsec: float, extra: tuple[str, ...]) -> list[tuple]:
-    healpix.check_cone(ra, dec, radius_arcsec)
-    ranges = _ranges(ra, dec, radius_arcsec)
+def _run(conn: Connection, ra: float, dec: float, radius_arcsec: float, extra: tuple[str, ...],
+         order: int | None) -> list[tuple]:
+    ranges = _ranges(ra, dec, radius_arcsec, order)
     if not conn.in_transaction():
         conn.begin()  # what conn.execute would do: the DBAPI opens a transaction on first use
-    name = _statement_name(conn, len(ranges), extra)
-    params = [float(ra), float(dec), float(radius_arcsec), *ranges.ravel().tolist()]
+    name = _statement_name(conn, len(ranges) // 2, extra)
+    params = [float(ra), float(dec), float(radius_arcsec), *ranges]
     with conn.connection.dbapi_connection.cursor() as cur:
         cur.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
         rows = cur.fetchall()
@@ -108,18 +110,20 @@ def _run(conn: Connection, ra: float, dec: float, radius_arcsec: float, extra: t
 
 
 def cone_search_rows(conn_or_engine: Connection | Engine, ra: float, dec: float, radius_arcsec: float, *,
-                     columns: Iterable[str] | None = None) -> list[tuple]:
+                     columns: Iterable[str] | None = None, order: int | None = None) -> list[tuple]:
     """Sources within `radius_arcsec` of (ra, dec) (degrees ICRS) as plain tuples, nearest first.
 
     Each tuple is (source_id, field name, ra, dec, distance_arcsec, *columns), where `columns`
-    names extra columns of `source`. Raises ValueError for an invalid cone or column.
+    names extra columns of `source`. `order` is the HEALPix order of the covering (default
+    `healpix.coarse_order(radius_arcsec)`; any order gives the same rows, only the speed
+    changes). Raises ValueError for an invalid cone, column or order.
     """
     extra = _extra_columns(columns)
     healpix.check_cone(ra, dec, radius_arcsec)
     if isinstance(conn_or_engine, Engine):
         with conn_or_engine.connect() as conn:
-            return _run(conn, ra, dec, radius_arcsec, extra)
-    return _run(conn_or_engine, ra, dec, radius_arcsec, extra)
+            return _run(conn, ra, dec, radius_arcsec, extra, order)
+    return _run(conn_or_engine, ra, dec, radius_arcsec, extra, order)
 
 
 def _column(name: str, values: list) -> MaskedColumn | np.ndarray:

@@ -28,6 +28,10 @@ def points_in_disc(rng, ra, dec, radius_arcsec, n):
     return pra[inside], pdec[inside]
 
 
+def as_ranges(flat):
+    return np.array(flat, dtype=np.int64).reshape(-1, 2)
+
+
 def covered(hpx, ranges):
     i = np.searchsorted(ranges[:, 0], hpx, side="right") - 1
     return (i >= 0) & (hpx < ranges[np.clip(i, 0, None), 1])
@@ -131,16 +135,24 @@ def test_both_coverings_complete_and_tight(ra, dec, radius):
     """The single-face and the refinement coverings are each complete, and neither is wasteful."""
     order = H.coarse_order(radius)
     r_rad = radius / H.ARCSEC_PER_RAD + H.MARGIN_RAD
-    refined = H._merge(H._refined_cells(ra, dec, r_rad, order), order)
+    refined = as_ranges(H._merge(H._refined_cells(ra, dec, r_rad, order).tolist(), order))
     assert_complete(ra, dec, radius, refined)
     face, x, y = H.face_xy(ra, dec)
     rho = H.LF * r_rad
     if rho < x < 1 - rho and rho < y < 1 - rho:
-        assert_complete(ra, dec, radius, H._merge(H._single_face_cells(face, x, y, rho, order), order))
+        assert_complete(ra, dec, radius, as_ranges(H._merge(H._single_face_cells(face, x, y, rho, order), order)))
     # the covered area stays within a small factor of the cone's (pixel area = 4 pi / (12 4^29) sr)
     for ranges in (refined, H.disc_ranges(ra, dec, radius)):
         area = float((ranges[:, 1] - ranges[:, 0]).sum()) * 4 * math.pi / (12 * 4.0 ** 29)
         assert area < 60 * math.pi * r_rad ** 2
+
+
+def test_snap_and_tiny_values():
+    assert H.snap(1e-31) == 0.0 and H.snap(-1e-31) == 0.0 and H.snap(1e-29) == 1e-29
+    assert np.array_equal(H.snap(np.array([5e-324, 1.0, -2e-40])), [0.0, 1.0, 0.0])
+    assert H.angular_distance_arcsec(0.0, 6.9e-162, 0.0, 0.0) == 0.0
+    assert H.coarse_order(5e-324) == 29
+    assert_complete(5e-324, 1e-200, 5e-324, H.disc_ranges(5e-324, 1e-200, 5e-324))
 
 
 def test_coarse_order():
@@ -189,5 +201,5 @@ def test_invalid_positions_and_orders_raise():
         H.hpx29([np.nan], [0.0])
     with pytest.raises(ValueError, match="differ in shape"):
         H.hpx29([0.0, 1.0], [0.0])
-    with pytest.raises(ValueError, match="order must be within"):
+    with pytest.raises(ValueError, match="order must be an integer within"):
         H.disc_ranges(0.0, 0.0, 1.0, order=30)

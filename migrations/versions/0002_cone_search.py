@@ -221,7 +221,7 @@ BEGIN
   PERFORM alcs_check_cone('alcs_hpx_disc_cells', ra_deg, dec_deg, radius_arcsec);
   ra_deg := alcs_snap(ra_deg);
   dec_deg := alcs_snap(dec_deg);
-  r_rad := radius_arcsec / {ARCSEC_PER_RAD} + {MARGIN_RAD};
+  r_rad := alcs_snap(radius_arcsec) / {ARCSEC_PER_RAD} + {MARGIN_RAD};
   k := alcs_hpx_coarse_order(radius_arcsec);
   loc := alcs_hpx_loc(ra_deg, dec_deg);
   x := CASE WHEN loc.region = 1 THEN 1 - loc.p ELSE loc.p END;
