@@ -45,6 +45,7 @@ RUN_STATUS_COLUMNS = ("status", "finished_at", "wall_time_s", "peak_rss_mb", "n_
 #: tables with a run_id that only version creation (admin) writes
 ADMIN_ONLY_TABLES = ("catalog_version_run",)
 #: login user names `grant_role` accepts (quoted as identifiers: e-mail-like names work)
+_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,40}_$")
 _USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@-]{0,62}$")
 _RELKIND_DDL = {"r": "TABLE", "p": "TABLE", "f": "FOREIGN TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW",
                 "S": "SEQUENCE"}
@@ -55,6 +56,8 @@ def role_name(kind: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The role of `kind` (reader, writer, admin): `alcs_reader` ... with the default prefix."""
     if kind not in KINDS:
         raise InputError(f"unknown role {kind!r}: choose one of {', '.join(KINDS)}")
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise InputError(f"invalid role prefix {prefix!r}: lower-case letters, digits and _, ending in _")
     return validate_identifier(f"{prefix}{kind}", "role name")
 
 
