@@ -92,7 +92,7 @@ class AlignParams:
     min_matches_rotation: int = 5
     star_exclusion_arcsec: float = 0.5
     tolerance_arcsec: float = 0.15
-    separation_arcsec: float = 0.1
+    separation_arcsec: float = 0.2
     irac_fitgeom: str = "shift"
     irac_searchrad_arcsec: float = 1.5
     irac_separation_arcsec: float = 2.0
@@ -208,14 +208,12 @@ def wcs_offset(original: WCS, corrected: WCS, pixel: tuple[float, float] | None 
     ys = np.array([y0, y0 + step, y0])
     ra_a, dec_a = original.all_pix2world(xs, ys, 0)
     ra_b, dec_b = corrected.all_pix2world(xs, ys, 0)
-    e_a, n_a = _east_north(ra_a[0], dec_a[0], ra_a, dec_a)
-    e_b, n_b = _east_north(ra_a[0], dec_a[0], ra_b, dec_b)
-    pa_a = np.degrees(np.arctan2(e_a[1] - e_a[0], n_a[1] - n_a[0]))
-    pa_b = np.degrees(np.arctan2(e_b[1] - e_b[0], n_b[1] - n_b[0]))
-    rot = (pa_b - pa_a + 180.0) % 360.0 - 180.0
-    len_a = np.hypot(e_a[1:] - e_a[0], n_a[1:] - n_a[0])
-    len_b = np.hypot(e_b[1:] - e_b[0], n_b[1:] - n_b[0])
-    return WCSOffset(float(e_b[0]), float(n_b[0]), float(rot), float(np.mean(len_b / len_a)))
+    shift_e, shift_n = _east_north(ra_a[0], dec_a[0], ra_b[0], dec_b[0])
+    e_a, n_a = _east_north(ra_a[0], dec_a[0], ra_a, dec_a)  # each WCS in its own tangent plane
+    e_b, n_b = _east_north(ra_b[0], dec_b[0], ra_b, dec_b)
+    rot = np.degrees(np.arctan2(e_b[1], n_b[1]) - np.arctan2(e_a[1], n_a[1]))
+    scale = np.mean(np.hypot(e_b[1:], n_b[1:]) / np.hypot(e_a[1:], n_a[1:]))
+    return WCSOffset(float(shift_e), float(shift_n), float((rot + 180.0) % 360.0 - 180.0), float(scale))
 
 
 def bright_sources(

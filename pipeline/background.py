@@ -8,6 +8,8 @@ Pixels are zero-indexed as everywhere in the pipeline.
   and ``BACK_FILTERSIZE = 3``, with the detected sources masked (sep segmentation dilated),
   and subtracted before the visits are combined into the filter mosaic
   (:func:`smooth_background`).
+- HST exposures first lose their pedestal sky, as in AstroDrizzle's sky subtraction: the
+  sigma-clipped median of the source-masked pixels (:func:`exposure_pedestal`).
 - IRAC (README, IRAC step 3): a master background per AOR, the median in detector
   coordinates of the AOR's frames with their sources masked, subtracted from every frame
   (:func:`irac_master_background`).
@@ -19,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 import sep
+from astropy.stats import sigma_clipped_stats
 from scipy import ndimage
 
 from pipeline.photometry import error_and_mask
@@ -31,10 +34,13 @@ class BackgroundParams:
     back_size_arcsec : sep mesh size in arcsec (``BACK_SIZE``; 32" in the release); the
         mesh is ``round(back_size_arcsec / pixscale)`` pixels.
     filter_size : median filter of the mesh (``BACK_FILTERSIZE``, meshes).
+    mask_back_size_arcsec : mesh of the local sky subtracted before finding the sources to
+        mask (the release's detection BACK_SIZE, 4"), so that sky gradients on scales below
+        ``back_size_arcsec`` are not taken for sources.
     detect_thresh : source-mask detection threshold in units of the pixel error.
     minarea : minimum source area (pixels) of the source mask.
     dilate_arcsec : the segmentation is dilated by a disk of this radius.
-    iterations : background / source-mask passes (the first pass has no source mask).
+    iterations : source-mask passes (each estimates the local sky with the previous mask).
     irac_back_size_arcsec : mesh of the per-frame sky used only to find the sources of an
         IRAC frame (and to fill master pixels that are masked in every frame).
     irac_dilate_arcsec : dilation radius of the IRAC source masks (the PSF FWHM is ~1.7").
@@ -42,9 +48,10 @@ class BackgroundParams:
 
     back_size_arcsec: float = 32.0
     filter_size: int = 3
+    mask_back_size_arcsec: float = 4.0
     detect_thresh: float = 2.0
     minarea: int = 5
-    dilate_arcsec: float = 0.4
+    dilate_arcsec: float = 0.2
     iterations: int = 2
     irac_back_size_arcsec: float = 38.4
     irac_dilate_arcsec: float = 2.4
@@ -89,6 +96,46 @@ def source_mask(
     return ndimage.binary_dilation(seg > 0, structure=_disk(dilate_pix))
 
 
+def _sources(data: np.ndarray, err: np.ndarray, nocov: np.ndarray, pixscale: float,
+             params: BackgroundParams) -> np.ndarray:
+    """Source mask of an image: sources found on the image minus a local sep sky
+    (``mask_back_size_arcsec`` mesh, recomputed with the sources found so far masked,
+    ``iterations`` passes), dilated (:func:`source_mask`). A pass that would mask every
+    covered pixel is discarded."""
+    local_box = int(round(params.mask_back_size_arcsec / pixscale))
+    mask = nocov
+    for _ in range(params.iterations):
+        local = _sep_background(data, mask, local_box, params.filter_size).back()
+        sources = source_mask(
+            data - local, err, nocov, thresh=params.detect_thresh,
+            minarea=params.minarea, dilate_pix=params.dilate_arcsec / pixscale,
+        )
+        if not np.any(~nocov & ~sources):
+            break
+        mask = nocov | sources
+    return mask & ~nocov
+
+
+def exposure_pedestal(
+    sci: np.ndarray,
+    err: np.ndarray,
+    mask: np.ndarray,
+    *,
+    pixscale: float,
+    params: BackgroundParams = BackgroundParams(),
+) -> float:
+    """Constant sky level of one exposure (AstroDrizzle's per-exposure sky): the 3-sigma
+    clipped median of the pixels outside the sources (see :func:`smooth_background` for
+    the source mask). sci, err in the same units; mask True = unusable; pixscale arcsec."""
+    bad = np.asarray(mask, bool) | ~np.isfinite(sci) | ~(np.asarray(err) > 0)
+    data = np.ascontiguousarray(np.where(bad, 0.0, sci), dtype=np.float32)
+    sources = _sources(data, np.where(bad, 0.0, err), bad, pixscale, params)
+    keep = ~bad & ~sources
+    if not np.any(keep):
+        keep = ~bad
+    return float(sigma_clipped_stats(data[keep], sigma=3.0, maxiters=5)[1])
+
+
 def smooth_background(
     sci: np.ndarray,
     wht: np.ndarray,
@@ -100,25 +147,25 @@ def smooth_background(
 
     sci, wht : mosaic (any flux units per pixel) and its inverse-variance weight; pixels
         with weight <= 0 or non-finite values are outside the coverage.
-    pixscale : arcsec per pixel (sets the mesh size in pixels).
+    pixscale : arcsec per pixel (sets the mesh sizes in pixels).
 
-    Pass 1 is a plain sep background; each further pass masks the sources detected on the
-    previous residual (:func:`source_mask`). Returns the background (float32, same units
-    as ``sci``), 0 outside the coverage.
+    Sources are found on the image minus a local sep sky (``mask_back_size_arcsec`` mesh,
+    recomputed with the sources found so far masked, ``iterations`` passes) and masked
+    (:func:`source_mask`, dilated); the returned sky is the sep background with ``back_size_arcsec``
+    meshes and a ``filter_size`` median filter of the unmasked pixels (a mesh larger than
+    the image gives one level; if sep rejects every mesh as mostly masked, the median of
+    the unmasked pixels). Returns float32 in the units of ``sci``, 0 outside the coverage.
     """
     err, nocov = error_and_mask(sci, wht)
     data = np.ascontiguousarray(np.where(nocov, 0.0, sci), dtype=np.float32)
+    mask = nocov | _sources(data, err, nocov, pixscale, params)
     box = int(round(params.back_size_arcsec / pixscale))
-    mask = nocov
-    bkg = _sep_background(data, mask, box, params.filter_size)
-    for _ in range(params.iterations - 1):
-        sources = source_mask(
-            data - bkg.back(), err, nocov, thresh=params.detect_thresh,
-            minarea=params.minarea, dilate_pix=params.dilate_arcsec / pixscale,
-        )
-        mask = nocov | sources
-        bkg = _sep_background(data, mask, box, params.filter_size)
-    return np.where(nocov, 0.0, bkg.back()).astype(np.float32)
+    back = _sep_background(data, mask, box, params.filter_size).back()
+    if not np.any(back) and np.any(~mask):
+        # sep rejects meshes that are mostly masked; with all of them rejected (crowded
+        # image smaller than a few meshes) the sky is the median of the unmasked pixels
+        back = np.full(data.shape, np.median(data[~mask]), dtype=np.float32)
+    return np.where(nocov, 0.0, back).astype(np.float32)
 
 
 def irac_master_background(

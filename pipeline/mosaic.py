@@ -54,7 +54,7 @@ from pipeline.align import (
     project_refcat,
     wcs_offset,
 )
-from pipeline.background import BackgroundParams, irac_master_background, smooth_background
+from pipeline.background import BackgroundParams, exposure_pedestal, irac_master_background, smooth_background
 from pipeline.detect import wcs_pixscale
 from pipeline.photometry import error_and_mask
 
@@ -571,7 +571,10 @@ class MosaicProduct:
 
 @dataclass(frozen=True)
 class ExposureRecord:
-    """One input exposure (HST exposure or IRAC BCD) with its alignment."""
+    """One input exposure (HST exposure or IRAC BCD) with its alignment. ``mjd`` is the
+    mid-exposure MJD, ``expstart`` the start; ``pa`` PA_V3 (HST) or PA (IRAC), deg; ``sky``
+    the pedestal subtracted (HST, electrons/s per native pixel, first chip) or the median
+    of the AOR's master background (IRAC, MJy/sr)."""
 
     name: str
     path: str
@@ -581,7 +584,9 @@ class ExposureRecord:
     visit: str
     exptime: float
     mjd: float
+    expstart: float
     pa: float
+    sky: float
     alignment: AlignmentResult
 
 
@@ -603,7 +608,9 @@ class AorRecord:
 @dataclass
 class MosaicResult:
     """What :func:`build_mosaics` wrote and measured: products, per-exposure, per-visit
-    and per-AOR alignment, a text log per visit/AOR, and the parameters used."""
+    and per-AOR alignment, a text log per visit/AOR, the parameters used, wall times (s)
+    per step, and the median smooth background subtracted from each HST visit (electrons/s
+    per output pixel)."""
 
     output_dir: Path
     products: list[MosaicProduct]
@@ -613,6 +620,7 @@ class MosaicResult:
     logs: dict[str, str]
     params: dict
     timings: dict[str, float]
+    backgrounds: dict[str, float]
 
 
 @dataclass
@@ -722,10 +730,13 @@ class _Stack:
         return sci.astype(np.float32), self.den.astype(np.float32)
 
 
-def _drizzle_hst(states: Sequence[_VisitState], grid: GridSpec, params: MosaicParams, progress: Progress) -> dict[str, _Stack]:
+def _drizzle_hst(states: Sequence[_VisitState], grid: GridSpec, params: MosaicParams,
+                 progress: Progress) -> tuple[dict[str, _Stack], dict[str, float]]:
     """Final drizzle of each visit (aligned WCS) on its part of the release grid, minus
-    its smooth background, combined per filter."""
+    its smooth background, combined per filter. Also returns each visit's median
+    background (output units)."""
     stacks: dict[str, _Stack] = {}
+    levels: dict[str, float] = {}
     for s in states:
         layer = s.visit.layer
         full = grid.wcs(layer)
@@ -735,12 +746,14 @@ def _drizzle_hst(states: Sequence[_VisitState], grid: GridSpec, params: MosaicPa
         progress(f"drizzle {s.visit.name}")
         chips = [replace(c, wcs=w) for c, w in zip(s.chips, s.wcs)]
         sci, wht = drizzle(chips, cutout_wcs(full, slices), pixfrac=params.pixfrac_hst, kernel=params.kernel)
-        sci = sci - smooth_background(sci, wht, pixscale=grid.scale(layer), params=params.background)
+        background = smooth_background(sci, wht, pixscale=grid.scale(layer), params=params.background)
+        levels[s.visit.name] = float(np.median(background[wht > 0])) if np.any(wht > 0) else float("nan")
+        sci = sci - background
         stack = stacks.setdefault(s.visit.filter, _Stack(layer, grid.shape(layer)))
         stack.add(slices, sci, wht)
         stack.chips.extend(chips)
         stack.visits.append(s.visit.name)
-    return stacks
+    return stacks, levels
 
 
 def _write_product(stack: _Stack, grid: GridSpec, filt: str, output_dir: Path, root: str, pixfrac: float, kernel: str) -> MosaicProduct:
@@ -845,7 +858,8 @@ def _irac(frames: Sequence[Exposure], grid: GridSpec, refcat: Table, hst_referen
         for f, a in zip(originals, aligned):
             exp_records.append(ExposureRecord(
                 name=f.name, path=f.path, instrument="IRAC", detector="IRAC", filter=aor.filter,
-                visit=aor.name, exptime=f.info.exptime, mjd=f.info.mjd, pa=f.info.pa,
+                visit=aor.name, exptime=f.info.exptime, mjd=f.info.mjd, expstart=f.info.expstart, pa=f.info.pa,
+                sky=float(np.median(master)),
                 alignment=_alignment(f.name, f.wcs, a.wcs, rms=fit.rms, n_matched=fit.n_matched, status=fit.status),
             ))
         stack = stacks.setdefault(aor.filter, _Stack("irac", grid.shape("irac")))
@@ -874,8 +888,9 @@ def build_mosaics(
     grid : :func:`release_grid` of the field; output_dir : default ``input_dir/mosaic``;
     root : file name prefix (``{root}-{filter}_drz_sci.fits``; ``_drc_`` for ACS/UVIS).
 
-    HST: visits (:func:`group_visits`), steps 1-3 of ``pipeline.align``, final drizzle of
-    each visit (pixfrac 0.33) minus its smooth background, inverse-variance combination per
+    HST: pedestal sky of each exposure subtracted, visits (:func:`group_visits`), steps 1-3
+    of ``pipeline.align``, final drizzle of each visit (pixfrac 0.33) minus its smooth
+    background, inverse-variance combination per
     filter. IRAC: per-AOR master background, per-AOR shift against the HST mosaic's sources
     and the reference stars, drizzle per channel (pixfrac 0.2, uJy per pixel).
     ``progress`` receives one message per step.
@@ -889,14 +904,20 @@ def build_mosaics(
     t0 = time.perf_counter()
 
     hst_files = sorted((input_dir / "hst").glob("*_fl[tc].fits"))
-    chips = [c for path in hst_files for c in read_flt(path)]
+    chips, pedestals = [], {}
+    for chip in (c for path in hst_files for c in read_flt(path)):
+        pedestals[(chip.name, chip.extver)] = exposure_pedestal(
+            chip.sci, chip.err, chip.mask, pixscale=chip.pixscale, params=params.background)
+        chips.append(replace(chip, sci=chip.sci - pedestals[(chip.name, chip.extver)]))
+    progress(f"{len(hst_files)} HST exposures, pedestal sky subtracted")
     states, logs = align_hst(chips, grid, refcat, params, progress) if chips else ([], {})
     timings["align_hst"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
+    stacks, backgrounds = _drizzle_hst(states, grid, params, progress)
     products = [
         _write_product(stack, grid, filt, output_dir, root, params.pixfrac_hst, params.kernel)
-        for filt, stack in _drizzle_hst(states, grid, params, progress).items()
+        for filt, stack in stacks.items()
     ]
     timings["drizzle_hst"] = time.perf_counter() - t1
 
@@ -909,7 +930,8 @@ def build_mosaics(
             exposures.append(ExposureRecord(
                 name=chip.name, path=chip.path, instrument=chip.info.instrument, detector=chip.info.detector,
                 filter=chip.info.filter, visit=s.visit.name, exptime=chip.info.exptime, mjd=chip.info.mjd,
-                pa=chip.info.pa, alignment=_hst_alignment(chip.name, header_wcs, final, s, internal),
+                expstart=chip.info.expstart, pa=chip.info.pa, sky=pedestals[(chip.name, chip.extver)],
+                alignment=_hst_alignment(chip.name, header_wcs, final, s, internal),
             ))
 
     t2 = time.perf_counter()
@@ -929,4 +951,4 @@ def build_mosaics(
     timings["total"] = time.perf_counter() - t0
     for name, text in logs.items():
         (output_dir / f"{name}_wcs.log").write_text(text)
-    return MosaicResult(output_dir, products, exposures, visits, aors, logs, params.as_dict(), timings)
+    return MosaicResult(output_dir, products, exposures, visits, aors, logs, params.as_dict(), timings, backgrounds)

@@ -432,7 +432,7 @@ def test_smooth_background_removes_gradient_to_a_tenth_of_the_noise():
     cell_means = np.nanmean(cells, axis=(1, 3))
     assert np.nanmax(np.abs(cell_means)) < 0.1 * sigma
     # without the source mask the sky is biased high by the sources' wings
-    plain = smooth_background(sci, wht, pixscale=pixscale, params=BackgroundParams(iterations=1))
+    plain = smooth_background(sci, wht, pixscale=pixscale, params=BackgroundParams(iterations=0))
     assert np.nanmean(np.where(empty, plain - sky, np.nan)[:, 40:]) > np.nanmean(np.where(empty, bkg - sky, np.nan)[:, 40:])
 
 
