@@ -17,8 +17,9 @@ The release's procedure (README "Astrometric alignment"):
    with ``fitgeom='rscale'``: shift, rotation and scale), the fit propagated to the
    visit's exposures (:func:`apply_fit`);
 3. a joint fine alignment of all visits against each other and the reference stars
-   (:func:`joint_fine_alignment`): one shift per visit from a simultaneous least-squares
-   fit of the star matches (at each visit's epoch) and the source matches between visits;
+   (:func:`joint_fine_alignment`): a shift and rotation per visit from one simultaneous
+   least-squares fit of the star matches (at each visit's epoch) and the source matches
+   between visits;
 4. IRAC: one shift per AOR against the HST-based catalog plus the reference stars
    (:func:`fit_to_reference` with ``fitgeom='shift'``).
 """

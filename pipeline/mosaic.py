@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -258,8 +259,6 @@ class Exposure:
 
 
 def _image_wcs(header: fits.Header, hdul: fits.HDUList | None, shape: tuple[int, int]) -> WCS:
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         w = WCS(header, hdul)
@@ -654,17 +653,17 @@ def _mosaic_catalog(chips: Sequence[Exposure], out_wcs: WCS, pixfrac: float, ker
 
 
 def _fit_with_fallback(wcs: WCS, catalog: Table, reference: Table, *, fitgeom: str, searchrad: float,
-                       params: AlignParams, name: str, separation: float | None = None) -> Fit:
-    """Fit with ``fitgeom``; if that fails and it is not 'shift', try a shift only."""
+                       params: AlignParams, name: str) -> Fit:
+    """Fit with ``fitgeom``; if that fails (e.g. too few matches for a rotation), a shift."""
     fit = fit_to_reference(wcs, catalog, reference, fitgeom=fitgeom, searchrad_arcsec=searchrad,
-                           params=params, separation_arcsec=separation, name=name)
+                           params=params, name=name)
     if not fit.ok and fitgeom != "shift":
         fit = fit_to_reference(wcs, catalog, reference, fitgeom="shift", searchrad_arcsec=searchrad,
-                               params=params, separation_arcsec=separation, name=name)
+                               params=params, name=name)
     return fit
 
 
-def align_hst(
+def _align_hst(
     chips: Sequence[Exposure], grid: GridSpec, refcat: Table, params: MosaicParams, progress: Progress = _noop
 ) -> tuple[list[_VisitState], dict[str, str]]:
     """Steps 1-3 of the alignment for all HST chips; returns per-visit states (aligned
@@ -832,12 +831,12 @@ def _irac(frames: Sequence[Exposure], grid: GridSpec, refcat: Table, hst_referen
     full = grid.wcs("irac")
     for aor in aors:
         originals = [frames[i] for i in aor.members]
-        members = originals
-        progress(f"IRAC {aor.name}: {len(members)} frames")
-        master = irac_master_background([f.sci for f in members], [f.err for f in members],
-                                        [f.mask for f in members], pixscale=members[0].pixscale,
+        progress(f"IRAC {aor.name}: {len(originals)} frames")
+        master = irac_master_background([f.sci for f in originals], [f.err for f in originals],
+                                        [f.mask for f in originals], pixscale=originals[0].pixscale,
                                         params=params.background)
-        members = [replace(f, sci=f.sci - master) for f in members]
+        level = float(np.median(master))
+        members = [replace(f, sci=f.sci - master) for f in originals]
         slices = footprint_slices(full, [f.wcs for f in members])
         if slices is None:
             continue
@@ -852,14 +851,14 @@ def _irac(frames: Sequence[Exposure], grid: GridSpec, refcat: Table, hst_referen
         aor_records.append(AorRecord(
             name=aor.name, aorkey=int(members[0].info.visit_key), channel=aor.filter, n_frames=len(members),
             exptime=float(sum(f.info.exptime for f in members)), mjd=aor.mjd, pa=aor.pa,
-            background_median=float(np.median(master)),
+            background_median=level,
             alignment=_alignment(aor.name, sub, fit.wcs, rms=fit.rms, n_matched=fit.n_matched, status=fit.status),
         ))
         for f, a in zip(originals, aligned):
             exp_records.append(ExposureRecord(
                 name=f.name, path=f.path, instrument="IRAC", detector="IRAC", filter=aor.filter,
                 visit=aor.name, exptime=f.info.exptime, mjd=f.info.mjd, expstart=f.info.expstart, pa=f.info.pa,
-                sky=float(np.median(master)),
+                sky=level,
                 alignment=_alignment(f.name, f.wcs, a.wcs, rms=fit.rms, n_matched=fit.n_matched, status=fit.status),
             ))
         stack = stacks.setdefault(aor.filter, _Stack("irac", grid.shape("irac")))
@@ -910,7 +909,7 @@ def build_mosaics(
             chip.sci, chip.err, chip.mask, pixscale=chip.pixscale, params=params.background)
         chips.append(replace(chip, sci=chip.sci - pedestals[(chip.name, chip.extver)]))
     progress(f"{len(hst_files)} HST exposures, pedestal sky subtracted")
-    states, logs = align_hst(chips, grid, refcat, params, progress) if chips else ([], {})
+    states, logs = _align_hst(chips, grid, refcat, params, progress) if chips else ([], {})
     timings["align_hst"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
