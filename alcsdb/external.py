@@ -11,6 +11,7 @@ as hours / degrees, RA is wrapped into [0, 360)), `hpx29` (`alcsdb.healpix.hpx29
 redshift" sentinels -1 and -99, load as NULL) and `data`: every other scalar column (or the
 `columns` asked for) as JSON, read in SQL with ``(data->>'NAME')::float8``. Floats are
 written with Python's shortest round-trip repr, so every value reads back exactly.
+Float32 columns use float32's shortest repr (the decimal the catalog's author wrote).
 `external_catalog.columns` records the file's column names, units and dtypes.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Iterator, Sequence
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import Angle
+from astropy.io import ascii
 from astropy.table import Table
 from sqlalchemy import Connection, Engine, text
 
@@ -99,19 +101,17 @@ def read_chunks(path: Path, fmt: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[
     """
     try:
         if fmt == "ascii.csv":
-            size = max(path.stat().st_size, 1)
             with path.open("rb") as fh:
                 head = fh.read(1 << 20)
-            lines = max(head.count(b"\n"), 1)
-            chunk_bytes = int(max(chunk_rows * len(head) / lines, 1 << 20))
-            if size <= chunk_bytes:
+            chunk_bytes = max(int(chunk_rows * len(head) / max(head.count(b"\n"), 1)), 1 << 16)
+            if path.stat().st_size <= chunk_bytes:
                 yield Table.read(path, format="ascii.csv", guess=False)
-                return
-            yield from Table.read(path, format="ascii.csv", guess=False,
-                                  fast_reader={"chunk_size": chunk_bytes, "chunk_generator": True})
+            else:
+                yield from ascii.read(path, format="csv", guess=False,
+                                      fast_reader={"chunk_size": chunk_bytes, "chunk_generator": True})
             return
-        table = Table.read(path, format=fmt, memmap=True) if fmt == "fits" and not path.name.lower().endswith(
-            ".gz") else Table.read(path, format=fmt)
+        memmap = fmt == "fits" and not path.name.lower().endswith(".gz")
+        table = Table.read(path, format=fmt, memmap=True) if memmap else Table.read(path, format=fmt)
     except InputError:
         raise
     except Exception as exc:  # astropy raises many kinds for a malformed file
@@ -184,11 +184,12 @@ def _json_values(column) -> list[str]:
     kind = column.dtype.kind
     mask = np.ma.getmaskarray(column)
     data = np.asarray(column)
-    if kind in "fiub":
-        values = data.astype(np.float64 if kind == "f" else (bool if kind == "b" else np.int64)).tolist()
-        out = json.dumps(values)[1:-1].split(", ") if values else []
-        if kind == "f":
-            out = ["null" if v in ("NaN", "Infinity", "-Infinity") else v for v in out]
+    if kind == "b":
+        out = ["true" if v else "false" for v in data.tolist()]
+    elif kind == "f" and data.dtype.itemsize < 8:  # float32: its own shortest repr ("0.1", not 0.100000001)
+        out = [v if v not in ("nan", "inf", "-inf") else "null" for v in data.astype(str).tolist()]
+    elif kind in "fiu":
+        out = _numbers(data, "null")
     else:
         out = [json.dumps(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)) for v in data.tolist()]
     if mask.any():
@@ -234,10 +235,16 @@ def _csv_quote(value: str | None) -> str:
     return "" if value is None else '"' + value.replace('"', '""') + '"'
 
 
-def _floats(values: np.ndarray) -> list[str]:
-    """Shortest round-trip text of each float; NaN -> '' (NULL in COPY's CSV format)."""
-    out = json.dumps(values.tolist())[1:-1].split(", ") if len(values) else []
-    return ["" if v in ("NaN", "Infinity", "-Infinity") else v for v in out]
+def _numbers(values: np.ndarray, missing: str = "") -> list[str]:
+    """Text of each number (floats: Python's shortest round-trip repr); NaN and infinities -> `missing`.
+
+    `str` of a list formats in C; float repr is what both COPY and JSON read back exactly.
+    """
+    out = str(values.tolist())[1:-1].split(", ") if len(values) else []
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        for i in np.flatnonzero(~np.isfinite(values)):
+            out[i] = missing
+    return out
 
 
 def csv_block(rows: ExternalRows, catalog_id: int, run_id: int) -> str:
@@ -245,8 +252,8 @@ def csv_block(rows: ExternalRows, catalog_id: int, run_id: int) -> str:
     prefix = f"{catalog_id},{run_id},"
     return "".join(
         f"{prefix}{_csv_quote(e)},{r},{d},{h},{z},{_csv_quote(j)}\n"
-        for e, r, d, h, z, j in zip(rows.ext_id, _floats(rows.ra), _floats(rows.dec), rows.hpx29.tolist(),
-                                    _floats(rows.z_spec), rows.data))
+        for e, r, d, h, z, j in zip(rows.ext_id, _numbers(rows.ra), _numbers(rows.dec), _numbers(rows.hpx29),
+                                    _numbers(rows.z_spec), rows.data))
 
 
 def _column_meta(table: Table, plan: ColumnPlan) -> dict:
@@ -321,7 +328,8 @@ def catalog_info(conn: Connection, name: str) -> CatalogInfo:
     row = conn.execute(text(
         "SELECT c.catalog_id, c.name, c.run_id, c.product_id, p.path, p.sha256, c.columns, "
         "(SELECT count(*) FROM external_source e WHERE e.catalog_id = c.catalog_id) AS n_rows "
-        "FROM external_catalog c LEFT JOIN product p USING (product_id) WHERE c.name = :n"), {"n": name}).mappings().first()
+        "FROM external_catalog c LEFT JOIN product p USING (product_id) WHERE c.name = :n"),
+        {"n": name}).mappings().first()
     if row is None:
         known = conn.execute(text("SELECT string_agg(name, ', ' ORDER BY name) FROM external_catalog")).scalar()
         raise InputError(f"unknown external catalog {name!r} (loaded: {known or 'none'}; "

@@ -165,6 +165,9 @@ def test_zspec_for_sources_nearest_with_a_redshift(engine, tmp_path):
     assert np.array_equal(z, [np.nan, 0.7, 1.5, np.nan, 0.7], equal_nan=True)
     assert np.array_equal(again, [np.nan, 0.7], equal_nan=True)
     assert prov["catalog"] == "spec" and len(prov["sha256"]) == 64 and prov["n_rows"] == 5
+    load_external(engine, tmp_path, "noz", e_ra, e_dec, z_spec=np.full(5, -99.0))
+    with engine.begin() as conn:  # a catalog without any redshift: nothing to cover, all NaN
+        assert np.isnan(xm.zspec_for_sources(conn, "noz", ask, 1.0)).all()
     with engine.connect() as conn:  # nothing stored
         assert conn.execute(text("SELECT count(*) FROM crossmatch")).scalar() == 0
 

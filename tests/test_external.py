@@ -85,10 +85,12 @@ def test_csv_in_chunks_and_votable_sexagesimal_match_fits(engine, tmp_path):
     t.write(tmp_path / "a.fits")
     t.write(tmp_path / "a.csv", format="ascii.csv")
     sexa = t.copy()
-    sexa["RAJ2000"] = Angle(np.mod(np.asarray(t["RAJ2000"]), 360) * u.deg).to_string(unit=u.hourangle, sep=":", precision=9)
-    sexa["DEJ2000"] = Angle(np.asarray(t["DEJ2000"]) * u.deg).to_string(unit=u.deg, sep=":", precision=8, alwayssign=True)
+    ra_deg, dec_deg = np.mod(np.asarray(t["RAJ2000"]), 360) * u.deg, np.asarray(t["DEJ2000"]) * u.deg
+    sexa["RAJ2000"] = Angle(ra_deg).to_string(unit=u.hourangle, sep=":", precision=9)
+    sexa["DEJ2000"] = Angle(dec_deg).to_string(unit=u.deg, sep=":", precision=8, alwayssign=True)
     sexa.write(tmp_path / "a.vot", format="votable")
     external.load_catalog(engine, tmp_path / "a.fits", "fits")
+    assert [len(c) for c in external.read_chunks(tmp_path / "a.csv", "ascii.csv", 1000)][0] < len(t)  # streamed
     external.load_catalog(engine, tmp_path / "a.csv", "csv", chunk_rows=1000)
     external.load_catalog(engine, tmp_path / "a.vot", "vot")
     fits_rows, csv_rows, vot_rows = (stored(engine, n) for n in ("fits", "csv", "vot"))
@@ -147,7 +149,8 @@ def test_plan_columns_and_errors(engine, tmp_path):
     assert np.allclose([r[1] for r in stored(engine, "rad")], [r[1] for r in stored(engine, "ok")], rtol=0, atol=1e-12)
     with engine.connect() as conn:
         # bad and nan failed inside their runs (nothing stored); the duplicate and the .txt never started one
-        assert conn.execute(text("SELECT count(*) FROM run WHERE stage = 'external' AND status = 'failed'")).scalar() == 2
+        failed = conn.execute(text("SELECT count(*) FROM run WHERE stage = 'external' AND status = 'failed'")).scalar()
+        assert failed == 2
         assert conn.execute(text("SELECT count(*) FROM external_catalog")).scalar() == 2
         assert conn.execute(text("SELECT count(*) FROM external_source")).scalar() == 2 * len(t)
 
