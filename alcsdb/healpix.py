@@ -72,7 +72,8 @@ RAD_PER_DEG = 0.017453292519943295
 HALF_RAD_PER_DEG = RAD_PER_DEG / 2
 SNAP_DEG = 1e-30
 BASE_PIXEL_ARCSEC = 211076.0  # sqrt(4 pi / 12) rad: the side of a face (58.6 deg)
-ORDER_OFFSET = 1
+# (radius limit in arcsec, order offset): finer pixels pay off as cones hold more rows
+ORDER_OFFSET_STEPS = ((3.0, 0), (20.0, 1), (math.inf, 2))
 REFINE_STEP = 3
 
 _JRLL = np.array([2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4])
@@ -144,13 +145,17 @@ def angular_distance_arcsec(ra1, dec1, ra2, dec2):
 def coarse_order(radius_arcsec: float) -> int:
     """The order whose pixels `disc_ranges` uses for a cone of this radius.
 
-    About ``floor(log2(58.6 deg / R)) + ORDER_OFFSET``: pixels a little smaller than the radius,
-    a few dozen of them per cone (benchmarks/cone_search.py measured the offset). Radius 0 gives 29.
-    Computed as ``ln(x) / ln(2)`` like ``alcs_hpx_coarse_order`` in SQL, so both pick the same order.
+    ``floor(log2(58.6 deg / R)) + offset``, the offset 0 below 3", 1 below 20", 2 above
+    (ORDER_OFFSET_STEPS): pixels of about the radius for small cones, where each range costs
+    more than the few extra rows it brings, and 2-4 times finer for large ones, where the rows
+    of a dense cluster dominate (measured with benchmarks/cone_search.py and per-query EXPLAIN
+    on 1M clustered rows). Computed as ``ln(x) / ln(2)`` like ``alcs_hpx_coarse_order`` in SQL,
+    so both pick the same order. Radius 0 (or below an order-29 pixel) gives 29.
     """
-    if radius_arcsec < BASE_PIXEL_ARCSEC / (1 << ORDER):  # tinier than an order-29 pixel (and 0)
+    if radius_arcsec < BASE_PIXEL_ARCSEC / (1 << ORDER):
         return ORDER
-    return int(min(ORDER, max(0, math.floor(math.log(BASE_PIXEL_ARCSEC / radius_arcsec) / _LN2) + ORDER_OFFSET)))
+    offset = next(o for limit, o in ORDER_OFFSET_STEPS if radius_arcsec < limit)
+    return int(min(ORDER, max(0, math.floor(math.log(BASE_PIXEL_ARCSEC / radius_arcsec) / _LN2) + offset)))
 
 
 def _fmodulo(v: float, m: float) -> float:

@@ -31,7 +31,6 @@ ARCSEC_PER_RAD = "206264.80624709636"
 RAD_PER_DEG = "0.017453292519943295"
 HALF_RAD_PER_DEG = "0.008726646259971648"
 BASE_PIXEL_ARCSEC = "211076.0"
-ORDER_OFFSET = "1"
 YBITS = str(int("10" * 32, 2) - (1 << 64))  # 0xAAAA...AAAA as a signed bigint
 SPREAD8 = ",".join(str(sum(((i >> b) & 1) << (2 * b) for b in range(8))) for i in range(256))
 
@@ -78,7 +77,8 @@ COMMENT ON FUNCTION alcs_hpx_xyf2nest(integer, integer, bigint, bigint) IS 'NEST
 CREATE FUNCTION alcs_hpx_coarse_order(radius_arcsec double precision) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE WHEN radius_arcsec < {BASE_PIXEL_ARCSEC}::double precision / 536870912 THEN 29
-            ELSE least(29, greatest(0, floor(ln({BASE_PIXEL_ARCSEC}::double precision / radius_arcsec) / ln(2::double precision)) + {ORDER_OFFSET}))::integer END;
+            ELSE least(29, greatest(0, floor(ln({BASE_PIXEL_ARCSEC}::double precision / radius_arcsec) / ln(2::double precision))
+                                    + CASE WHEN radius_arcsec < 3 THEN 0 WHEN radius_arcsec < 20 THEN 1 ELSE 2 END))::integer END;
 COMMENT ON FUNCTION alcs_hpx_coarse_order(double precision) IS 'order of the pixels covering a cone of this radius (alcsdb.healpix.coarse_order)';
 """),
     ("alcs_check_cone(text, double precision, double precision, double precision)", """
@@ -298,21 +298,18 @@ SET plan_cache_mode = force_generic_plan
 SET search_path FROM CURRENT
 AS $$
 -- Every source of every field within radius_arcsec of (ra_deg, dec_deg) (degrees, ICRS):
--- one index range scan per HEALPix pixel of alcs_hpx_disc_cells, then the exact distance.
+-- one index range scan per HEALPix range of alcs_hpx_disc_ranges, then the exact distance.
 #variable_conflict use_column
-DECLARE
-  shift integer;
 BEGIN
   PERFORM alcs_check_cone('alcs_cone_search', ra_deg, dec_deg, radius_arcsec);
-  shift := 2 * (29 - alcs_hpx_coarse_order(radius_arcsec));
   RETURN QUERY
     SELECT s.source_id, f.name, s.ra, s.dec, s.distance_arcsec
-    FROM unnest(alcs_hpx_disc_cells(ra_deg, dec_deg, radius_arcsec)) AS r(cell)
+    FROM alcs_hpx_disc_ranges(ra_deg, dec_deg, radius_arcsec) AS r
     CROSS JOIN LATERAL (
       SELECT src.source_id, src.field_id, src.ra, src.dec,
              alcs_angdist_arcsec(ra_deg, dec_deg, src.ra, src.dec) AS distance_arcsec
       FROM source AS src
-      WHERE src.hpx29 >= r.cell << shift AND src.hpx29 < (r.cell + 1) << shift
+      WHERE src.hpx29 >= r.lo AND src.hpx29 < r.hi
       OFFSET 0) AS s
     JOIN field AS f ON f.field_id = s.field_id
     WHERE s.distance_arcsec <= radius_arcsec;
