@@ -104,7 +104,7 @@ def irac_psf(band: str) -> tuple[np.ndarray, float]:
 
 def psf_in_frame(psf: np.ndarray, psf_cd: np.ndarray, frame_cd: np.ndarray) -> np.ndarray:
     """Resample a PSF image drawn on a grid with CD matrix ``psf_cd`` onto a grid with
-    ``frame_cd`` (both 2x2, degrees/pixel, FITS axis order), same centre (middle pixel).
+    ``frame_cd`` (both 2x2, degrees/pixel, FITS axis order), same centre (pixel (n - 1) // 2).
 
     Used to rotate the IRAC PSF (detector frame, CD = that of the BCD scaled to the PSF
     pixel) into any other frame. Output has the input's shape and unit sum.
@@ -112,7 +112,9 @@ def psf_in_frame(psf: np.ndarray, psf_cd: np.ndarray, frame_cd: np.ndarray) -> n
     # frame pixel offset d_f -> sky -> psf pixel offset: d_p = psf_cd^-1 frame_cd d_f (x, y)
     a_xy = np.linalg.solve(psf_cd, frame_cd)
     a_idx = a_xy[::-1, ::-1]  # (row, col) order
-    centre = (np.array(psf.shape) - 1) / 2.0
+    # the PSF's reference pixel (CRPIX - 1 = n // 2 - 1 for the even golfir PSFs) is also the
+    # kernel centre fftconvolve(mode="same") uses: rotate about it, not about (n - 1) / 2
+    centre = np.array([(n - 1) // 2 for n in psf.shape], dtype=float)
     out = ndimage.affine_transform(psf, a_idx, offset=centre - a_idx @ centre, order=3,
                                    mode="constant", cval=0.0)
     return out / out.sum()
