@@ -34,8 +34,9 @@ from sqlalchemy import Engine, text
 from alcsdb import db, versions
 from alcsdb.cli import cli
 from alcsdb.export import export_version
-from alcsdb.provenance import abandoned_runs, stage_run
+from alcsdb.provenance import abandoned_runs
 from alcsdb.schema import Base
+from benchmarks.load import register_fixture_mosaics
 from ingest import fixtures
 from ingest.load import ingest_path
 
@@ -121,16 +122,7 @@ EXPORT = Case("export", "export", "product", "run_input", export_prepare,
 # --- pipeline stages -------------------------------------------------------------------
 
 def mosaic_run(engine: Engine, tmp: Path) -> dict:
-    """HST mosaics of two IR filters registered as a mosaic run (what `run mosaic` leaves for detect)."""
-    with engine.connect() as conn:
-        fid = conn.execute(text("SELECT field_id FROM field WHERE name = :n"), {"n": A2744[0]}).scalar_one()
-        fids = dict(conn.execute(text("SELECT name, filter_id FROM filter WHERE name IN ('f105w', 'f160w')")).all())
-    with stage_run(engine, "mosaic", field_id=fid, params={"fixture": "tests/test_crash.py"}) as run:
-        for filt in ("f105w", "f160w"):
-            for kind in ("sci", "wht"):
-                path = fixtures.write_mosaic(tmp / "mosaics" / f"{A2744[1]}-{filt}_drz_{kind}.fits", kind, A2744[1],
-                                             filt, A2744[2], A2744[3], (160, 160), 0.1, seed=7)
-                run.register_product(path, f"hst_{kind}", filter_id=fids[filt])
+    register_fixture_mosaics(engine, A2744, tmp / "mosaics")
     return {"tmp": tmp}
 
 
