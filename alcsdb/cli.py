@@ -150,6 +150,8 @@ def db_upgrade(state: State, revision: str) -> None:
     """Migrate the schema to the latest revision and load the 33 fields and the filters."""
     from . import db
 
+    if not revision.strip():
+        raise click.BadParameter("give a revision id or 'head'", param_hint="--revision")
     before = db.current_revision(state.engine)
     db.upgrade(state.engine, revision)
     click.echo(f"database {db.describe(state.engine)}: revision {before or 'none'} -> {db.current_revision(state.engine)}")
@@ -220,7 +222,7 @@ def fields_add(state: State, name: str, ra: float, dec: float, hst_root: str | N
 
 # --- cone -----------------------------------------------------------------------------
 
-@cli.command("cone")
+@cli.command("cone", context_settings={"ignore_unknown_options": True})  # so that DEC may be negative
 @click.argument("ra", type=float)
 @click.argument("dec", type=float)
 @click.argument("radius_arcsec", type=float)
@@ -435,8 +437,8 @@ def write_table(table, fmt: str, out: Path | None, title: str | None = None) -> 
     if fmt == "fits" and out is None:
         raise click.UsageError("--format fits needs --out FILE")
     if fmt == "table":
-        if out is not None:
-            table.write(out, format="ascii.fixed_width", overwrite=True)
+        if out is not None:  # astropy's fixed-width writer cannot size columns of an empty table
+            table.write(out, format="ascii.fixed_width" if len(table) else "ascii.basic", overwrite=True)
         else:
             echo_table([tuple(row) for row in table.iterrows()], headers=table.colnames, title=title)
         return

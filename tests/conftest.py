@@ -44,7 +44,8 @@ def db_url(request, server_urls) -> str:
     """URL of a fresh, migrated, isolated schema on one of the test servers."""
     from alcsdb import db
 
-    base = server_urls[request.param]
+    # the embedded server is looked up each time: a test that stops it (db stop) must not break the next
+    base = db.embedded_url() if request.param == "embedded" else server_urls[request.param]
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

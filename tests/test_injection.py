@@ -11,7 +11,8 @@ string in turn, the other parameters benign values. After each invocation:
   an ingested file, an export directory), the command succeeded and the value is stored verbatim.
 
 Values inside files (ids and text columns of an external catalog) must round-trip verbatim too.
-Bugs found here in code this test does not own are strict xfail tests at the end.
+Bugs found here (negative DEC read as an option, empty cone to a file, empty --revision) have
+regression tests at the end.
 """
 from __future__ import annotations
 
@@ -55,8 +56,8 @@ EXCLUDED = {"mock", "demo"}
 #: exceptions that mean a value was not validated: the user gets a type name, not a reason
 PROGRAMMING_ERRORS = ("AssertionError", "KeyError", "IndexError", "TypeError", "AttributeError", "NameError",
                       "UnboundLocalError", "ZeroDivisionError", "RecursionError")
-#: (command, parameter, value) of the bugs reported below as xfail tests
-KNOWN_BUGS = {("db upgrade", "revision", "")}
+#: (command, parameter, value) of known bugs (none open: the three found here are fixed)
+KNOWN_BUGS: set[tuple[str, str, str]] = set()
 #: (command, parameter) whose value is stored: the command must succeed and store it verbatim
 STORED = {("fields add", "hst_root"), ("fields add", "irac_root"), ("fields add", "cluster"),
           ("fields add", "survey"), ("version create", "note"), ("ingest", "path"), ("export", "out_dir")}
@@ -299,15 +300,11 @@ def invoke(db_url: str, *args: str):
     return CliRunner().invoke(cli, ["--db", db_url, *args])
 
 
-@pytest.mark.xfail(strict=True, reason="bug in alcsdb/cli.py: `cone RA DEC R` reads a negative DEC as an option "
-                                       "(`No such option '-3'`); southern fields need `cone -- RA DEC R`")
 def test_cone_with_negative_declination(db_url):
     result = invoke(db_url, "cone", str(A2744[2]), str(A2744[3]), "5")
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.xfail(strict=True, reason="bug in alcsdb/cli.py write_table: `cone ... --out FILE` (format table) "
-                                       "with no source in the cone fails with `error: max() arg is an empty sequence`")
 def test_cone_empty_result_to_file(db_url, tmp_path):
     out = tmp_path / "cone.txt"
     result = invoke(db_url, "cone", "--out", str(out), "--", "10", "10", "1")
@@ -315,8 +312,6 @@ def test_cone_empty_result_to_file(db_url, tmp_path):
     assert out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="bug in alcsdb/cli.py db upgrade: `--revision ''` ends in alembic's "
-                                       "AssertionError (`error: AssertionError: (run with --debug ...)`), no reason")
 def test_upgrade_to_empty_revision_is_a_clean_error(db_url):
     result = invoke(db_url, "db", "upgrade", "--revision", "")
     assert result.exit_code in (1, 2) and clean_output(result) is None, result.output
