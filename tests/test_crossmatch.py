@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from alcsdb import crossmatch as xm
-from alcsdb import external
+from alcsdb import external, healpix
 from alcsdb.compare import compare, mutual_nearest, parse_map
 from alcsdb.copyload import copy_columns
 from alcsdb.errors import InputError
@@ -85,6 +85,27 @@ def test_disc_cells_cover_every_neighbour():
         missing = [(i, j) for i, j in pairs if (i, int(hp[j]) >> shift) not in have]
         assert not missing, (radius, missing[:5])
     assert xm.match_order(1.0) == 16 and xm.match_order(0.0) == 27
+
+
+def test_face_stretch_bounds_the_equatorial_zone():
+    """|d(face x, y)| <= face_stretch * arc for pairs of points in one face of the equatorial zone."""
+    rng = np.random.default_rng(5)
+    worst = 0.0
+    for _ in range(4000):
+        dec0 = rng.uniform(-41.0, 41.0)
+        r = 10 ** rng.uniform(-3, 0) * 3600  # arcsec, up to 1 deg
+        ra1, dec1 = scatter(rng, [(rng.uniform(0, 360), dec0)], 2, r)
+        f1, x1, y1 = healpix.face_xy(ra1[0], dec1[0])
+        f2, x2, y2 = healpix.face_xy(ra1[1], dec1[1])
+        sep = angular_distance_arcsec(ra1[0], dec1[0], ra1[1], dec1[1])
+        if f1 != f2 or sep == 0:
+            continue
+        bound = xm.face_stretch(np.array([dec0]), r)[0]
+        if bound < healpix.LF:
+            worst = max(worst, np.hypot(x2 - x1, y2 - y1) / (sep / healpix.ARCSEC_PER_RAD) / bound)
+    assert 0.9 < worst <= 1.0  # the bound is tight (the worst case found comes within 10%) and never exceeded
+    assert xm.face_stretch(np.array([0.0, 45.0, -89.0]), 1.0).tolist() == pytest.approx(
+        [1 / np.sqrt(8 / 9) + 1e-6, healpix.LF, healpix.LF])
 
 
 @pytest.mark.parametrize("n_src,n_ext", [(40, 70), (70, 40)])  # covers the external, then the source side
