@@ -1,0 +1,350 @@
+"""Accuracy of the `irac` stage on a simulated field (issue 6): measured against the mock's truth.
+
+Simulates a field (`pipeline.mock`, reused when the work folder has it), runs mosaic -> detect ->
+photometry -> irac through `pipeline.runner.run_stage` on a private embedded PostgreSQL schema,
+and prints per channel, for sources with IRAC S/N > 10 (all of them, and those with a detected
+neighbour within 2"):
+
+- the median of (measured - true) / true (target: within +-3%);
+- the scatter of (measured - true) / error: NMAD (1.4826 x median absolute deviation; target
+  0.8-1.3), the plain standard deviation and the fraction beyond 5 sigma;
+- the residual rms in units of the pixel noise (1/sqrt(wht)) over the fitted pixels of patches
+  without bright (`IracFlag.BRIGHT`) sources (target <= 1.2);
+
+and, as the baseline, the same numbers for a 3"-diameter aperture on the IRAC mosaic (local sky
+from a 6-9" annulus, PSF aperture correction), which shows what the model photometry buys for
+blended sources. The irac stage is timed as a separate `alcsdb run irac` process (wall time and
+peak resident memory, its process tree included) for each `--n-proc` value given.
+
+"True" flux of a detection: each truth source is given to the segment (of the watershed-grown
+segmentation the fit used) under its position; a detection's true flux is the sum over the truth
+sources it was given. Only "clean" detections are scored: one truth source carries >= 90% of the
+segment's true HST F160W flux (others are HST blends that one model cannot split, whatever the
+IRAC method).
+
+    python benchmarks/irac_accuracy.py --size-arcmin 2 --seed 1 --n-proc 1 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from astropy.io import fits  # noqa: E402
+from astropy.table import Table  # noqa: E402
+from scipy.spatial import cKDTree  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SN_MIN = 10.0
+NEIGHBOUR_ARCSEC = 2.0
+PURITY_MIN = 0.9
+APERTURE_DIAMETER = 3.0
+ANNULUS_ARCSEC = (6.0, 9.0)
+
+
+# ----------------------------------------------------------------------------- pure metrics
+def truth_labels(x: np.ndarray, y: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Segment id under each (zero-indexed) pixel position; 0 off the map or on sky."""
+    xi, yi = np.round(np.asarray(x)).astype(int), np.round(np.asarray(y)).astype(int)
+    inside = (xi >= 0) & (xi < seg.shape[1]) & (yi >= 0) & (yi < seg.shape[0])
+    out = np.zeros(len(xi), dtype=np.int64)
+    out[inside] = seg[yi[inside], xi[inside]]
+    return out
+
+
+def true_fluxes(ids: np.ndarray, labels: np.ndarray, flux: np.ndarray, hst_flux: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per detection id: the summed ``flux`` of the truth sources labelled with it, and the share
+    of the brightest of them in the summed ``hst_flux`` (purity; NaN when none is labelled)."""
+    ids = np.asarray(ids)
+    size = int(max(ids.max(initial=0), labels.max(initial=0))) + 1
+    total = np.bincount(labels, weights=flux, minlength=size)
+    hst_total = np.bincount(labels, weights=hst_flux, minlength=size)
+    hst_max = np.zeros(size)
+    np.maximum.at(hst_max, labels, hst_flux)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        purity = np.where(hst_total > 0, hst_max / hst_total, np.nan)
+    return total[ids], purity[ids]
+
+
+def has_neighbour(x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:
+    """True where another position lies within ``radius`` (same units as x, y)."""
+    pts = np.column_stack([x, y])
+    dist, _ = cKDTree(pts).query(pts, k=2)
+    return dist[:, 1] <= radius
+
+
+def nmad(values: np.ndarray) -> float:
+    values = np.asarray(values, float)
+    return float(1.4826 * np.median(np.abs(values - np.median(values)))) if values.size else float("nan")
+
+
+@dataclass
+class Accuracy:
+    n: int
+    median_rel: float
+    pull_nmad: float
+    pull_std: float
+    frac_beyond_5sigma: float
+
+
+def flux_accuracy(flux: np.ndarray, err: np.ndarray, true: np.ndarray, select: np.ndarray) -> Accuracy:
+    """Median relative deviation and pull scatter of the selected, measured sources."""
+    ok = select & np.isfinite(flux) & np.isfinite(err) & (err > 0) & (true > 0)
+    rel = (flux[ok] - true[ok]) / true[ok]
+    pull = (flux[ok] - true[ok]) / err[ok]
+    n = int(ok.sum())
+    return Accuracy(n, float(np.median(rel)) if n else float("nan"), nmad(pull),
+                    float(np.std(pull)) if n else float("nan"),
+                    float(np.mean(np.abs(pull) > 5)) if n else float("nan"))
+
+
+def residual_noise_ratio(residual: np.ndarray, weight: np.ndarray, pixels: np.ndarray) -> float:
+    """rms of residual * sqrt(weight) over ``pixels`` with weight > 0 (1 = the residual is noise)."""
+    use = pixels & (weight > 0) & np.isfinite(residual)
+    return float(np.sqrt(np.mean(residual[use] ** 2 * weight[use]))) if use.any() else float("nan")
+
+
+def aperture_fluxes(image: np.ndarray, weight: np.ndarray, x: np.ndarray, y: np.ndarray, psf: np.ndarray,
+                    pixscale: float, psf_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Baseline (flux, err): sum in a ``APERTURE_DIAMETER`` circle minus the median of an annulus,
+    divided by the PSF's encircled energy in the same aperture (net of its annulus level)."""
+    import sep
+
+    r_ap = APERTURE_DIAMETER / 2 / pixscale
+    data = np.ascontiguousarray(image, dtype=np.float64)
+    noise = np.where(weight > 0, 1.0 / np.sqrt(np.where(weight > 0, weight, 1.0)), 0.0)
+    flux, ferr, _ = sep.sum_circle(data, x, y, r_ap, err=noise, subpix=5)
+    sky = np.array([np.median(data[_annulus(data.shape, xi, yi, pixscale)]) for xi, yi in zip(x, y)])
+    c = np.array(psf.shape) // 2
+    yy, xx = np.indices(psf.shape)
+    r = np.hypot(xx - c[1], yy - c[0]) * psf_scale
+    ring = (r >= ANNULUS_ARCSEC[0]) & (r < ANNULUS_ARCSEC[1])
+    inner = r < APERTURE_DIAMETER / 2
+    ee = psf[inner].sum() - np.median(psf[ring]) * inner.sum()
+    return (flux - sky * np.pi * r_ap ** 2) / ee, ferr / ee
+
+
+def _annulus(shape: tuple[int, int], x: float, y: float, pixscale: float) -> np.ndarray:
+    r1 = ANNULUS_ARCSEC[1] / pixscale
+    y0, y1 = max(0, int(y - r1)), min(shape[0], int(y + r1) + 2)
+    x0, x1 = max(0, int(x - r1)), min(shape[1], int(x + r1) + 2)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    r = np.hypot(xx - x, yy - y) * pixscale
+    mask = np.zeros(shape, dtype=bool)
+    mask[y0:y1, x0:x1] = (r >= ANNULUS_ARCSEC[0]) & (r < ANNULUS_ARCSEC[1])
+    return mask
+
+
+# ----------------------------------------------------------------------------- the run
+def evaluate(engine, field: str, truth: Table, irac_run: int) -> dict[str, dict]:
+    """Scores of an irac run against the mock truth, per channel (see the module docstring)."""
+    from sqlalchemy import text
+
+    from alcsdb.copyload import fetch_columns
+    from pipeline.images import load_image, pixscale_arcsec
+    from pipeline.irac import patch_grid
+    from pipeline.irac_patches import assign_sources
+    from pipeline.stages import irac as stage
+
+    with engine.connect() as conn:
+        params = conn.execute(text("SELECT params FROM run WHERE run_id = :r"), {"r": irac_run}).scalar_one()
+        inputs = dict(conn.execute(text(
+            "SELECT ri.role, p.path FROM run_input ri JOIN product p USING (product_id) WHERE ri.run_id = :r"),
+            {"r": irac_run}).all())
+        outputs = {(k, f): p for k, f, p in conn.execute(text(
+            "SELECT p.kind, f.name, p.path FROM product p JOIN filter f USING (filter_id) WHERE p.run_id = :r"),
+            {"r": irac_run}).all()}
+        det_run = conn.execute(text("SELECT run_id FROM product WHERE path = :p"), {"p": inputs["seg"]}).scalar_one()
+        src = fetch_columns(conn, [("source_id", "source_id", "i8"), ("id", "id", "i8"), ("x", "x", "f8"),
+                                   ("y", "y", "f8"), ("xpeak", "coalesce(xpeak, round(x))", "i8"),
+                                   ("ypeak", "coalesce(ypeak, round(y))", "i8")],
+                            "FROM source WHERE run_id = :r ORDER BY id", {"r": det_run})
+        rows = fetch_columns(conn, [("source_id", "source_id", "i8"), ("channel", "channel", "i4"),
+                                    ("flux", "flux", "f8"), ("err", "err", "f8"), ("bright", "bright", "i4"),
+                                    ("patch", "patch", "i4")],
+                             "FROM irac_flux WHERE run_id = :r", {"r": irac_run})
+    image, _, hst_wcs = load_image(Path(inputs["det_sci"]))
+    weight, _, _ = load_image(Path(inputs["det_wht"]))
+    seg, _, _ = load_image(Path(inputs["seg"]))
+    scale = pixscale_arcsec(hst_wcs)
+    _, model_seg = stage.hst_model_inputs(
+        image, weight, seg.astype(np.int32), src["id"], src["xpeak"], src["ypeak"], pixscale=scale,
+        box_arcsec=params["hst_background_box_arcsec"], watershed=params["watershed"],
+        smooth_pix=params["watershed_smooth_pix"], min_sn=params["watershed_min_sn"])
+    tx, ty = hst_wcs.all_world2pix(np.asarray(truth["ra"]), np.asarray(truth["dec"]), 0)
+    labels = truth_labels(tx, ty, model_seg)
+    neighbour = has_neighbour(src["x"], src["y"], NEIGHBOUR_ARCSEC / scale)
+    row_of = {int(s): i for i, s in enumerate(src["source_id"])}
+    out = {}
+    for ch in stage.channels(params):
+        number = int(ch[2:])
+        sel = rows["channel"] == number
+        idx = np.array([row_of[int(s)] for s in rows["source_id"][sel]], dtype=int)
+        n = len(src["id"])
+        flux, err, bright, patch = (np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, int), np.full(n, -1))
+        flux[idx], err[idx], bright[idx], patch[idx] = (rows["flux"][sel], rows["err"][sel], rows["bright"][sel],
+                                                        rows["patch"][sel])
+        true, purity = true_fluxes(src["id"], labels, np.asarray(truth[f"flux_{ch}"], float),
+                                   np.asarray(truth["flux_f160w"], float))
+        clean = purity >= PURITY_MIN
+        strong = clean & (flux / err > SN_MIN)
+        irac, _, irac_wcs = load_image(Path(inputs[f"irac_sci_{ch}"]))
+        wht, _, _ = load_image(Path(inputs[f"irac_wht_{ch}"]))
+        with fits.open(outputs[("irac_model", ch)]) as hdul:
+            residual = np.asarray(hdul["RESIDUAL"].data, float)
+        irac_scale = pixscale_arcsec(irac_wcs)
+        grid = patch_grid(irac.shape, irac_scale, patch_arcmin=params["patch_arcmin"],
+                          overlap_arcmin=params["patch_overlap"], border_arcsec=params["border_arcsec"])
+        py, px = np.indices(irac.shape)
+        owner = assign_sources(px.ravel(), py.ravel(), grid).reshape(irac.shape)
+        bright_patches = np.unique(patch[bright > 0])
+        quiet = ~np.isin(owner, bright_patches)
+        geometry = stage.compute.IracGeometry.from_wcs(hst_wcs, irac_wcs)
+        xi, yi = geometry.hst_to_irac(src["x"], src["y"])
+        psf = stage.load_irac_psf(stage.config.shared_path("psf", f"irac_{ch}_warm_psf.fits"))
+        aper, aper_err = aperture_fluxes(irac, wht, xi, yi, psf, irac_scale, stage.IRAC_PSF_SCALE)
+        out[ch] = {
+            "n_sources": n, "n_measured": int(np.isfinite(flux).sum()), "n_clean": int(clean.sum()),
+            "n_bright_flagged": int((bright > 0).sum()),
+            "model": flux_accuracy(flux, err, true, strong),
+            "model_neighbour": flux_accuracy(flux, err, true, strong & neighbour),
+            "aperture": flux_accuracy(aper, aper_err, true, strong),
+            "aperture_neighbour": flux_accuracy(aper, aper_err, true, strong & neighbour),
+            "residual_ratio": residual_noise_ratio(residual, wht, quiet),
+            "n_patches": len(grid.boxes), "n_bright_patches": int(len(bright_patches)),
+        }
+    return out
+
+
+def run_irac_process(url: str, field: str, overrides: list[str]) -> tuple[float, float, float, int]:
+    """`alcsdb run irac` in a child process: (wall s, CPU s and peak RSS MB of the child and its
+    workers, run id)."""
+    cmd = [sys.executable, "-m", "alcsdb", "--db", url, "run", "irac", "--field", field, "--force"]
+    for item in overrides:
+        cmd += ["--param", item]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"alcsdb run irac failed:\n{stdout}\n{stderr}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, _run_id(url)
+
+
+def _run_id(url: str) -> int:
+    from sqlalchemy import text
+
+    from alcsdb import db
+
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT max(run_id) FROM run WHERE stage = 'irac' AND status = 'succeeded'")
+                                ).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def _print_accuracy(label: str, acc: Accuracy) -> None:
+    print(f"  {label:<22} {acc.n:>5} {100 * acc.median_rel:>+9.2f}% {acc.pull_nmad:>9.2f} {acc.pull_std:>9.2f} "
+          f"{100 * acc.frac_beyond_5sigma:>8.1f}%")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--size-arcmin", type=float, default=2.0, help="side of the simulated field (default 2)")
+    p.add_argument("--seed", type=int, default=1, help="mock seed (default 1)")
+    p.add_argument("--field", default="j001408m3023", help="field simulated (its centre and redshift)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="folder for the mock and the database (default /tmp/alcsdb-irac-bench-SIZE-SEED); "
+                        "an existing mock there is reused")
+    p.add_argument("--n-proc", type=int, nargs="+", default=[1],
+                   help="run the irac stage once per value (processes for the patches); fluxes must agree")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra irac stage parameter (repeatable)")
+    p.add_argument("--keep", action="store_true", help="keep the database schema")
+    args = p.parse_args(argv)
+    work = args.workdir or Path(f"/tmp/alcsdb-irac-bench-{args.size_arcmin:g}-{args.seed}")
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["ALCSDB_HOME"] = str(work / "home")
+
+    from sqlalchemy import text
+
+    from alcsdb import db
+    from pipeline.mock import simulate_field
+    from pipeline.runner import run_stage
+
+    mock_dir = work / "mock"
+    t0 = time.perf_counter()
+    if not (mock_dir / "mock.json").exists():
+        simulate_field(mock_dir, field=args.field, size_arcmin=args.size_arcmin, seed=args.seed)
+    t_mock = time.perf_counter() - t0
+    truth = Table.read(mock_dir / "truth.fits", "SOURCES")
+    base = db.embedded_url()
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = db.with_schema(base, schema)
+    engine = db.make_engine(url)
+    try:
+        db.upgrade(engine)
+        times = {"mock": t_mock}
+        for stage in ("mosaic", "detect", "photometry"):
+            t0 = time.perf_counter()
+            run_stage(engine, stage, args.field, input_dir=mock_dir if stage == "mosaic" else None)
+            times[stage] = time.perf_counter() - t0
+        runs = []
+        for n_proc in args.n_proc:
+            runs.append((n_proc, *run_irac_process(url, args.field, [f"n_proc={n_proc}", *args.param])))
+        scores = evaluate(engine, args.field, truth, runs[0][-1])
+        with engine.connect() as conn:
+            fluxes = [conn.execute(text("SELECT source_id, channel, flux FROM irac_flux WHERE run_id = :r "
+                                        "ORDER BY source_id, channel"), {"r": r[-1]}).all() for r in runs]
+    finally:
+        engine.dispose()
+        if not args.keep:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+    print(f"\nIRAC stage accuracy on a {args.size_arcmin:g}' mock (seed {args.seed}); S/N > {SN_MIN:g}, clean "
+          f"detections (purity >= {PURITY_MIN:g}); neighbour = detection within {NEIGHBOUR_ARCSEC:g}\"")
+    for ch, s in scores.items():
+        print(f"\n{ch}: {s['n_sources']} sources, {s['n_measured']} measured, {s['n_clean']} clean, "
+              f"{s['n_bright_flagged']} bright-flagged, {s['n_patches']} patches ({s['n_bright_patches']} with "
+              f"bright sources)")
+        print(f"  {'sample':<22} {'n':>5} {'med(d/true)':>10} {'pull NMAD':>9} {'pull std':>9} {'>5 sig':>9}")
+        _print_accuracy("model", s["model"])
+        _print_accuracy("model, neighbour<2\"", s["model_neighbour"])
+        _print_accuracy("aperture 3\" (baseline)", s["aperture"])
+        _print_accuracy("aperture, neighbour", s["aperture_neighbour"])
+        print(f"  residual rms / noise (fitted pixels, patches without bright sources): {s['residual_ratio']:.3f}")
+    print("\nstage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
+    print(f"{'irac n_proc':>12} {'wall s':>8} {'CPU s':>8} {'peak MB':>8} {'run':>5}")
+    for n_proc, wall, cpu, rss, run_id in runs:
+        print(f"{n_proc:>12} {wall:>8.1f} {cpu:>8.1f} {rss:>8.0f} {run_id:>5}")
+    same = all(np.allclose(np.array([r[2] for r in f], float), np.array([r[2] for r in fluxes[0]], float),
+                           equal_nan=True) for f in fluxes[1:])
+    print(f"fluxes identical across n_proc: {same}")
+    print(json.dumps({ch: {k: (v.__dict__ if isinstance(v, Accuracy) else v) for k, v in s.items()}
+                      for ch, s in scores.items()}, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
