@@ -7,8 +7,10 @@ runs once per server. Each test gets its own freshly migrated schema (dropped af
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -19,14 +21,20 @@ SERVERS = ["embedded"] + (["external"] if os.environ.get("ALCSDB_TEST_DATABASE_U
 
 
 @pytest.fixture(scope="session")
-def alcsdb_home(tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("alcsdb_home")
+def alcsdb_home() -> Path:
+    """A private ALCSDB_HOME (embedded server, products) per test session.
+
+    Not under pytest's basetemp: pytest deletes old basetemp folders of other sessions of the
+    same user, which would delete a concurrently running session's database.
+    """
+    home = Path(tempfile.mkdtemp(prefix="alcsdb-test-"))
     os.environ["ALCSDB_HOME"] = str(home)
     os.environ.pop("ALCSDB_DATABASE_URL", None)
     yield home
     from alcsdb import db
 
     db.stop_embedded()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
