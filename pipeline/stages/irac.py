@@ -191,15 +191,17 @@ class AorFrames:
 
 
 class KernelAtPosition:
-    """The HST-to-IRAC matching kernel and the IRAC PSF (both on the HST grid) at an IRAC mosaic
-    position: the PSF averaged over the AORs covering it, each turned to its angle on the grid and
+    """The HST-to-IRAC matching kernel and the IRAC PSF (both on the HST grid of ``out_scale``
+    arcsec/pixel; the PSFs given at ``irac_psf_scale`` and ``hst_psf_scale``) at an IRAC mosaic
+    position (zero-indexed pixel of ``irac_wcs``): the PSF averaged over the AORs covering it, each turned to its angle on the grid and
     weighted by its exposure time there (``position_psf``); positions no frame covers use every
     AOR weighted by its total exposure time. Results are cached per distinct weight set (rounded
     to 1%), so a field with few AOR combinations builds few kernels."""
 
-    def __init__(self, irac_psf: np.ndarray, hst_psf: np.ndarray, hst_scale: float, frames: AorFrames,
-                 irac_wcs: WCS):
-        self.irac_psf, self.hst_psf, self.hst_scale = irac_psf, hst_psf, hst_scale
+    def __init__(self, irac_psf: np.ndarray, hst_psf: np.ndarray, frames: AorFrames, irac_wcs: WCS, *,
+                 out_scale: float, irac_psf_scale: float = IRAC_PSF_SCALE, hst_psf_scale: float = HST_PSF_SCALE):
+        self.irac_psf, self.hst_psf = irac_psf, hst_psf
+        self.out_scale, self.irac_psf_scale, self.hst_psf_scale = out_scale, irac_psf_scale, hst_psf_scale
         self.frames, self.wcs = frames, irac_wcs
         self.angles = frames.pa_deg - grid_orientation(irac_wcs)
         self._cached = lru_cache(maxsize=None)(self._build)
@@ -220,8 +222,9 @@ class KernelAtPosition:
         w = np.array(key)
         use = w > 0
         psf = compute.position_psf(self.irac_psf, self.angles[use], w[use])
-        kernel = compute.matching_kernel(self.hst_psf, HST_PSF_SCALE, psf, IRAC_PSF_SCALE, out_scale=self.hst_scale)
-        on_grid = recenter_psf(resample_psf(psf, IRAC_PSF_SCALE, self.hst_scale), 1.0 / self.hst_scale)
+        kernel = compute.matching_kernel(self.hst_psf, self.hst_psf_scale, psf, self.irac_psf_scale,
+                                         out_scale=self.out_scale)
+        on_grid = recenter_psf(resample_psf(psf, self.irac_psf_scale, self.out_scale), 1.0 / self.out_scale)
         return kernel, on_grid
 
     def _at(self, x: float, y: float) -> tuple[np.ndarray, np.ndarray]:
@@ -330,7 +333,7 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         number = int(ch[2:])
         frames = aor_frames(run.conn, mosaic_run, number)
         psfs = KernelAtPosition(load_irac_psf(config.shared_path(*refs[f"irac_psf_{ch}"]["file"].split("/"))),
-                                hst_psf, hst_scale, frames, irac_wcs)
+                                hst_psf, frames, irac_wcs, out_scale=hst_scale)
         geometry = compute.IracGeometry.from_wcs(hst_wcs, irac_wcs)
         progress(f"{ch}: fitting {irac.shape[1]}x{irac.shape[0]} IRAC pixels, {len(frames.pa_deg)} AORs")
         result = compute.fit_field(model_image, model_seg, sources, irac, irac_wht, geometry, psfs.kernel, psfs.psf,
