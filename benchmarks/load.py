@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -26,13 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
 
-import numpy as np
-from sqlalchemy import Engine, text
+if __name__ == "__main__":  # run as a script: the repository's packages, not benchmarks/ingest.py
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from alcsdb import db
-from alcsdb.provenance import stage_run
-from ingest import fixtures
-from ingest.load import ingest_path
+import numpy as np  # noqa: E402
+from sqlalchemy import Engine, text  # noqa: E402
+
+from alcsdb import db  # noqa: E402
+from alcsdb.provenance import stage_run  # noqa: E402
+from ingest import fixtures  # noqa: E402
+from ingest.load import ingest_path  # noqa: E402
 
 READER_APP = "alcsdb-load-reader"
 #: preloaded fields: (name, hst_root, ra, dec); the ingest writer loads the first, the stage writer the second
@@ -181,16 +185,18 @@ def run_phase(url: str, name: str, readers: int, seconds: float, n_fields: int, 
             while not event.wait(1.0):
                 if not p.is_alive():
                     raise RuntimeError(f"writer {p.name} ended before it was ready (exit code {p.exitcode})")
+    t0 = time.perf_counter()
     for t in threads:
         t.start()
     time.sleep(seconds)
     if procs:
         stop_writers.set()
-    for p in procs:  # a writer finishes the write it started
+    for p in procs:  # a writer finishes the write it started; the readers go on meanwhile
         p.join(timeout=600)
     stop.set()
     for t in threads:
         t.join(timeout=60)
+    elapsed = time.perf_counter() - t0
     writes = []
     while queue is not None:
         try:
@@ -201,7 +207,7 @@ def run_phase(url: str, name: str, readers: int, seconds: float, n_fields: int, 
         raise RuntimeError(f"{len(errors)} reader(s) failed") from errors[0]
     if any(p.exitcode != 0 for p in procs):
         raise RuntimeError(f"a writer failed: exit codes {[p.exitcode for p in procs]}")
-    return Phase(name, seconds, [x for lat in latencies for x in lat], monitor, writes)
+    return Phase(name, elapsed, [x for lat in latencies for x in lat], monitor, writes)
 
 
 def deadlocks(engine: Engine) -> int:
@@ -274,10 +280,12 @@ def run_load(url: str, *, readers: int = 8, seconds: float = 20.0, n_sources: in
 
 
 def print_report(r: LoadReport, readers: int) -> None:
-    print(f"{readers} readers (alcs_cone_search, radius 5-30\"), {r.idle.seconds:.0f} s per phase")
-    print(f"{'phase':<6} {'queries':>8} {'q/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'lock-wait samples':>18}")
+    print(f"{readers} readers (alcs_cone_search, radius 5-30\"); the load phase lasts until the last write ends")
+    print(f"{'phase':<6} {'s':>6} {'queries':>8} {'q/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+          f"{'lock-wait samples':>18}")
     for p in (r.idle, r.load):
-        print(f"{p.name:<6} {len(p.latencies):>8} {len(p.latencies) / p.seconds:>7.1f} {p.percentile(50):>8.2f} "
+        print(f"{p.name:<6} {p.seconds:>6.1f} {len(p.latencies):>8} {len(p.latencies) / p.seconds:>7.1f} "
+              f"{p.percentile(50):>8.2f} "
               f"{p.percentile(99):>8.2f} {max(p.latencies) * 1000:>8.1f} "
               f"{p.monitor['lock_waits']:>8} of {p.monitor['active']:>7}")
     kinds: dict[str, int] = {}

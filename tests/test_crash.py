@@ -233,6 +233,11 @@ def kill_mid_write(engine: Engine, argv: list[str], case: Case, env: dict | None
     return run_id
 
 
+def abandoned_now(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return abandoned_runs(conn)
+
+
 def invoke(db_url: str, *args: str):
     return CliRunner().invoke(cli, ["--db", db_url, *args])
 
@@ -314,3 +319,27 @@ def test_embedded_server_killed_mid_write_recovers(tmp_path):
     finally:
         engine.dispose()
         alcsdb("db", "stop")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="crash-safety hole in alcsdb/db.py make_engine: without PostgreSQL's "
+                   "client_connection_check_interval, the backend of a killed stage that waits (lock, long statement) "
+                   "lives on: the run keeps its advisory lock, is not reported abandoned and holds its row locks "
+                   "until the statement ends. Fix: add -cclient_connection_check_interval=2000 to the options")
+def test_killed_stage_waiting_on_a_lock_is_abandoned_at_once(engine, db_url, tmp_path):
+    ctx = INGEST.prepare(engine, tmp_path)
+    lock = engine.connect()
+    lock.execute(text(f'LOCK TABLE "{INGEST.lock_table}" IN SHARE MODE'))
+    proc = subprocess.Popen([sys.executable, "-m", "alcsdb", "--db", db_url, *INGEST.argv(ctx)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    try:
+        wait_for(lambda: blocked_backend(engine, INGEST.lock_table), "the ingest to block", proc=proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        with engine.connect() as conn:  # the lock is still held: only the dead client is gone
+            run_id = conn.execute(text("SELECT run_id FROM run WHERE pid = :p"), {"p": proc.pid}).scalar_one()
+        wait_for(lambda: True if run_id in abandoned_now(engine) else None, "the killed run to be reported abandoned",
+                 timeout=10)
+    finally:
+        lock.rollback()
+        lock.close()
