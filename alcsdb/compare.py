@@ -50,7 +50,8 @@ from .healpix import ORDER
 FOOTPRINT_ORDER = 14  # cells of ~13 arcsec
 MAG_BINS = tuple(np.arange(14.0, 32.01, 0.5))
 OUTLIER_DZ = 0.15
-REDSHIFT_COLUMNS = ("z_phot", "z_ml", "z_phot_chi2", "z_min_risk", "z500", "z_chi2_noprior", "z_spec")
+REDSHIFT_COLUMNS = ("z_phot", "z_min_risk", "z_chi2_noprior", "z025", "z160", "z500", "z840", "z975")
+"""Our (zout) columns that are redshifts: compared with sigma_NMAD and outliers."""
 MIN_PER_BIN = 3
 
 
@@ -208,13 +209,15 @@ def _ours(conn: Connection, fields, wanted: Sequence[str]) -> dict[str, np.ndarr
         parts["ra"].append(phot["ra"])
         parts["dec"].append(phot["dec"])
         for name in wanted:
+            spec = next((sp for sp in rc.ZOUT_SPECS if sp.name == name), None)
             if name in phot:
                 values = phot[name].astype(float)
+            elif spec is not None and spec.shape:
+                raise InputError(f"{name!r} is a vector column: map scalar columns only")
             elif name in zout:
                 values = np.full(len(ids["id"]), np.nan)
-                zrow = np.searchsorted(ids["id"], zout["id"])
-                values[zrow] = zout[name].astype(float)
-            elif "photoz" not in fr.runs and name in {s.name for s in rc.ZOUT_SPECS}:
+                values[np.searchsorted(ids["id"], zout["id"])] = zout[name].astype(float)
+            elif spec is not None:  # a zout column of a field without photo-z
                 values = np.full(len(ids["id"]), np.nan)
             else:
                 raise InputError(f"{name!r} is not a column of the release's catalogs (phot_apcorr or zout)")
