@@ -337,16 +337,19 @@ def version_show(state: State, name: str, verify: bool) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory.")
 @click.option("--format", "fmt", type=click.Choice(["fits", "csv", "hats"]), default="fits", show_default=True)
+@click.option("--zspec", help="External catalog (alcsdb external load) whose nearest z_spec fills z_spec.")
+@click.option("--zspec-radius", type=float, default=0.5, show_default=True, help="Match radius for --zspec, arcsec.")
 @pass_state
-def export_cmd(state: State, version_name: str, field: str | None, out_dir: Path, fmt: str) -> None:
+def export_cmd(state: State, version_name: str, field: str | None, out_dir: Path, fmt: str, zspec: str | None,
+               zspec_radius: float) -> None:
     """Write a catalog version in the release's format (byte-reproducible)."""
     from rich.console import Console
 
     from .export import export_version
 
     with Console(stderr=True).status("exporting") as status:
-        files = export_version(state.migrated_engine(), version_name, out_dir, field=field, fmt=fmt,
-                               progress=lambda msg: status.update(f"exporting {msg}"))
+        files = export_version(state.migrated_engine(), version_name, out_dir, field=field, fmt=fmt, zspec=zspec,
+                               zspec_radius=zspec_radius, progress=lambda msg: status.update(f"exporting {msg}"))
     for f in files:
         click.echo(f"{f.path}  {f.rows} rows  sha256 {f.sha256}")
 

@@ -211,8 +211,28 @@ def _write_csv(path: Path, table: dict[str, np.ndarray]) -> None:
     Table(flat).write(path, format="ascii.csv", overwrite=True)
 
 
+def _fill_zspec(conn: Connection, fr: FieldRuns, tables: dict, catalog: str, radius: float) -> int:
+    """Put the nearest external z_spec within `radius` into both tables' z_spec; returns how many."""
+    from .crossmatch import zspec_for_sources
+
+    ids, source_ids = (np.array(v) for v in zip(*conn.execute(
+        text("SELECT id, source_id FROM source WHERE run_id = :d ORDER BY id"), {"d": fr.runs["detect"]}).all()))
+    z = zspec_for_sources(conn, catalog, source_ids, radius)
+    found = np.isfinite(z)
+    tables["phot"]["z_spec"][found] = z[found]
+    if tables["zout"] is not None:
+        rows = np.searchsorted(ids, tables["zout"]["id"])
+        zz = z[rows]
+        ok = np.isfinite(zz)
+        tables["zout"]["z_spec"][ok] = zz[ok]
+    return int(found.sum())
+
+
 def export_version(engine: Engine, version_name: str, out_dir: Path, *, field: str | None = None,
-                   fmt: str = "fits", progress: Callable[[str], None] | None = None) -> list[ExportedFile]:
+                   fmt: str = "fits", zspec: str | None = None, zspec_radius: float = 0.5,
+                   progress: Callable[[str], None] | None = None) -> list[ExportedFile]:
+    """Write the version's files; with `zspec`, z_spec comes from that external catalog (nearest match
+    within `zspec_radius` arcsec), recorded in the export run's parameters and inputs."""
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if fmt == "hats":
@@ -227,9 +247,18 @@ def export_version(engine: Engine, version_name: str, out_dir: Path, *, field: s
                 raise InputError(f"version {version_name} has no field {field}")
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"version": version_name, "field": field, "format": fmt, "out": str(out_dir.resolve())}
+    if zspec:
+        from .crossmatch import catalog_provenance
+
+        with engine.connect() as conn:
+            params["zspec"] = {**catalog_provenance(conn, zspec), "radius_arcsec": zspec_radius}
     written: list[ExportedFile] = []
     with stage_run(engine, "export", params=params) as run:
         conn = run.conn
+        if zspec:
+            pid = conn.execute(text("SELECT product_id FROM external_catalog WHERE name = :n"), {"n": zspec}).scalar()
+            if pid is not None:
+                run.add_input(pid, "zspec_catalog")
         pinned = {r for fr in fields for r in fr.runs.values()}
         for (pid,) in conn.execute(text("SELECT product_id FROM product WHERE run_id = ANY(:r) AND kind NOT LIKE "
                                         "'export%'"), {"r": sorted(pinned)}):
@@ -239,6 +268,10 @@ def export_version(engine: Engine, version_name: str, out_dir: Path, *, field: s
                 progress(f"{fr.field}: reading rows")
             cards = _header_cards(conn, version, fr)
             tables = {"phot": phot_table(conn, fr)[0], "zout": zout_table(conn, fr)}
+            if zspec:
+                n = _fill_zspec(conn, fr, tables, zspec, zspec_radius)
+                cards = [*cards, ("ZSPECCAT", zspec, "external catalog of z_spec"),
+                         ("ZSPECN", n, f"sources with a z_spec within {zspec_radius} arcsec")]
             suffix = {"phot": "_irac_phot_apcorr", "zout": "_irac.eazypy.zout"}
             for kind, table in tables.items():
                 if table is None:

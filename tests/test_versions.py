@@ -97,3 +97,36 @@ def test_hash_changes_with_content(loaded, tmp_path):
 def test_bad_version_names(loaded, name):
     with pytest.raises(InputError, match="invalid version name"):
         versions.create_version(loaded, name)
+
+
+def test_export_with_zspec_from_external_catalog(loaded, tmp_path):
+    """`--zspec NAME`: the nearest external z_spec within the radius fills z_spec, recorded in provenance."""
+    import json
+
+    import numpy as np
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from alcsdb.external import load_catalog
+
+    versions.create_version(loaded, "vz", fields=[A2744[0]])
+    with loaded.connect() as conn:
+        rows = conn.execute(text("SELECT s.id, s.ra, s.dec FROM source s JOIN catalog_version_run c ON "
+                                 "c.run_id = s.run_id JOIN catalog_version v USING (version_id) "
+                                 "WHERE v.name = 'vz' AND c.stage = 'detect' ORDER BY s.id LIMIT 20")).all()
+    ids = np.array([r[0] for r in rows])
+    ra = np.array([r[1] for r in rows]) + 0.2 / 3600 / np.cos(np.radians(A2744[3]))  # 0.2" east
+    spec = Table({"ra": ra, "dec": [r[2] for r in rows], "z": np.linspace(0.5, 3.0, len(rows))})
+    spec.write(tmp_path / "specz.fits")
+    load_catalog(loaded, tmp_path / "specz.fits", "specz", z_spec="z")
+    files = export_version(loaded, "vz", tmp_path / "out", zspec="specz", zspec_radius=0.5)
+    cat = fits.getdata(files[0].path)
+    got = dict(zip(cat["id"], cat["z_spec"]))
+    assert np.allclose([got[i] for i in ids], spec["z"])
+    assert sum(v > 0 for v in cat["z_spec"]) == len(ids)  # the fixture catalog had z_spec = -1 (grizli)
+    with loaded.connect() as conn:
+        params = conn.execute(text("SELECT params FROM run WHERE stage = 'export' ORDER BY run_id DESC LIMIT 1")
+                              ).scalar()
+    assert params["zspec"]["catalog"] == "specz" and params["zspec"]["radius_arcsec"] == 0.5
+    assert len(params["zspec"]["sha256"]) == 64
+    assert json.dumps(params)
