@@ -18,8 +18,9 @@ Each of the 12 base pixels ("faces") is the image of the unit square under HEALP
 map ``g_F: (x, y) in [0,1]^2 -> sphere``; the order-k pixel ``(F, ix, iy)`` is the image of the
 square ``[ix, ix+1] x [iy, iy+1] / 2^k`` and its nested index is
 ``F * 4^k + interleave(ix, iy)``. `face_xy` is ``g_F``'s inverse, `_face_xy_to_vec` is ``g_F``.
-Differentiating the HEALPix formulas (z = 1 - rho^2/3, phi = pi/4 (jpll + (x - y)/rho) in the
-polar caps; z = 2/3 (jrll - x - y - ...), phi linear in the equatorial zone) gives the Jacobian's
+With rho = jrll(F) - x - y, HEALPix's formulas are z = 1 - rho^2/3, phi = pi/4 (jpll(F) +
+(x - y)/rho) in the north cap (rho < 1; the south cap mirrors it) and z = 2/3 (2 - rho),
+phi = pi/4 (jpll(F) + x - y) in the equatorial zone; differentiating them gives the Jacobian's
 singular values. Their extremes are reached in the polar caps at the pole, on a face edge
 (tp = 0 or 1), where with h^2 = 3/2, w^2 = 6/pi^2, D = 3/pi (the constant area factor):
 ``s^2 = (T -+ sqrt(T^2 - 4 D^2)) / 2``, ``T = h^2 + 2 w^2``, so
@@ -31,17 +32,21 @@ singular values. Their extremes are reached in the polar caps at the pole, on a 
 
 Why the covering is complete
 ----------------------------
-Let c be the cone centre and r' = r + MARGIN_RAD (MARGIN_RAD = 1e-9 rad absorbs every
-floating-point error of the computed face coordinates, of healpy's own ang2pix and of the
-distance formula, all below 1e-13 rad). Two ways, both conservative:
+Let c be the cone centre and r' = r + MARGIN_RAD. MARGIN_RAD = 1e-9 rad absorbs every
+floating-point error, all below 1e-13 rad: of the computed face coordinates and pixel tests
+here, of healpy's ang2pix (its order-29 pixel of a point is the exact pixel of a point within
+1e-13 rad), of the distance formula, and the < 1e-30 deg moves of `snap`. Two ways, both
+conservative:
 
-1. Single face (fast path). Let (F, x, y) = face_xy(c) and rho = LF * r'. If the closed ball of
+1. Single face (fast path). Let (F, x, y) = face_xy(c) and rho = L * r', where L bounds the
+   stretch over D(c, r'): LF, or the smaller `stretch_bound` when D stays in the equatorial
+   zone (D's latitudes lie within [dec - r', dec + r']). If the closed ball of
    radius rho around (x, y) lies inside the open square (0, 1)^2, then every point q of the disc
    D(c, r') lies in face F and |f_F(q) - (x, y)| <= rho: the great-circle arc from c to q stays
    in D (a disc of radius < 90 deg is convex); were it to leave F, its first boundary point e
-   would satisfy |f_F(e) - (x, y)| <= LF * dist(c, e) <= rho, so f_F(e) would lie inside the open
-   square, not on its boundary, a contradiction; along an arc inside F the bound LF integrates
-   to |f_F(q) - (x, y)| <= LF * dist(c, q). So the order-k pixels of face F whose squares meet
+   would satisfy |f_F(e) - (x, y)| <= L * dist(c, e) <= rho, so f_F(e) would lie inside the open
+   square, not on its boundary, a contradiction; along an arc inside F the bound L integrates
+   to |f_F(q) - (x, y)| <= L * dist(c, q). So the order-k pixels of face F whose squares meet
    that ball contain every point of D, hence every order-29 index of a point of D (the order-k
    parent of an order-29 pixel is the order-k pixel containing it).
 2. Refinement (any cone: poles, face edges). A point q of order-o pixel P lies within
@@ -81,6 +86,7 @@ _JPLL = np.array([1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7])
 _INV_HALFPI = 0.6366197723675814
 _TWOTHIRD = 2.0 / 3.0
 _LN2 = math.log(2.0)
+EQUATORIAL_ZONE_DEG = math.asin(2.0 / 3.0) / RAD_PER_DEG  # |z| <= 2/3: 41.81 deg
 
 
 def check_cone(ra_deg: float, dec_deg: float, radius_arcsec: float) -> None:
@@ -156,6 +162,31 @@ def coarse_order(radius_arcsec: float) -> int:
         return ORDER
     offset = next(o for limit, o in ORDER_OFFSET_STEPS if radius_arcsec < limit)
     return int(min(ORDER, max(0, math.floor(math.log(BASE_PIXEL_ARCSEC / radius_arcsec) / _LN2) + offset)))
+
+
+def equatorial_stretch(lat_deg: float) -> float:
+    """Largest stretch (face units per radian) of the face coordinates at a latitude |b| <= asin(2/3).
+
+    In the equatorial zone the face coordinates are x ~ (phi/(pi/2) + 3/4 z), y ~ (phi/(pi/2) -
+    3/4 z) up to signs and offsets, whose Jacobian per unit arc has orthogonal columns and
+    singular values sqrt(2) 2/(pi cos b) and sqrt(2) 3/4 cos b. The larger one decreases then
+    increases with |b|, so over a latitude band its maximum is at one end of the band.
+    """
+    cos_b = math.cos(lat_deg * RAD_PER_DEG)
+    return math.sqrt(2.0) * max(2.0 / (math.pi * cos_b), 0.75 * cos_b)
+
+
+def stretch_bound(dec_deg: float, r_rad: float) -> float:
+    """A bound of the face-coordinate stretch over the disc of radius r_rad around declination dec_deg.
+
+    `equatorial_stretch` at the band's ends when the disc's latitudes stay within the equatorial
+    zone (by a 1e-6 deg guard), else LF (its worst case, reached in the polar caps).
+    """
+    r_deg = r_rad / RAD_PER_DEG
+    hi = abs(dec_deg) + r_deg
+    if hi + 1e-6 >= EQUATORIAL_ZONE_DEG:
+        return LF
+    return max(equatorial_stretch(max(abs(dec_deg) - r_deg, 0.0)), equatorial_stretch(hi))
 
 
 def _fmodulo(v: float, m: float) -> float:
@@ -316,7 +347,7 @@ def disc_ranges_flat(ra: float, dec: float, radius_arcsec: float, order: int | N
     ra, dec = snap(float(ra)), snap(float(dec))
     r_rad = snap(float(radius_arcsec)) / ARCSEC_PER_RAD + MARGIN_RAD
     face, x, y = face_xy(ra, dec)
-    rho = LF * r_rad
+    rho = stretch_bound(dec, r_rad) * r_rad
     if rho < x < 1.0 - rho and rho < y < 1.0 - rho:
         cells = _single_face_cells(face, x, y, rho, order)
     else:

@@ -4,7 +4,7 @@
 with `alcsdb.healpix.disc_ranges` (complete by construction), and runs one prepared statement
 (server-side ``PREPARE``, one per number of ranges and column list, kept per connection) that
 scans each range with the `hpx29` B-tree index and keeps the rows whose haversine distance
-(``alcs_angdist_arcsec``, the SQL function of migration 0002) is within the radius. It returns
+(``alcs_angdist_arcsec`` of migration 0002) is within the radius. It returns
 the same rows as ``alcs_cone_search`` and as a brute-force scan of `source`. Every value the
 caller passes (position, radius) and every range reaches the server as a bound parameter;
 extra column names are checked against the `source` table.
@@ -15,7 +15,6 @@ pings it) on every call. The statements run in the connection's current transact
 from __future__ import annotations
 
 import hashlib
-from operator import itemgetter
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -61,25 +60,23 @@ def _ranges(ra: float, dec: float, radius_arcsec: float, order: int | None) -> l
 def statement_sql(n_ranges: int, extra: Sequence[str] = ()) -> str:
     """The prepared query for `n_ranges` ranges: $1 ra, $2 dec, $3 radius, then lo, hi pairs.
 
-    PostgreSQL replans a prepared statement at every call unless its generic plan costs no
-    more than the custom ones; so nothing in it may be constant-folded when the parameters are
-    known: the cone comes through a subquery that is not flattened (OFFSET 0), and the ranges as
-    a VALUES list of fixed length. Each range is a separate index scan (LATERAL ... OFFSET 0),
-    never a join the planner could turn into a sequential scan.
+    Each range is scanned by ``alcs_cone_range`` (migration 0002: one index range scan and the
+    exact distance, the same SQL ``alcs_cone_search`` runs). PostgreSQL replans a prepared
+    statement at every call unless its generic plan costs no more than the custom ones, so
+    nothing may be constant-folded once the parameters are known: the cone comes through a
+    subquery that is not flattened (OFFSET 0) and the ranges as a VALUES list of fixed length.
+    Extra columns come from `source` by primary key.
     """
     values = ", ".join(f"(${4 + 2 * i}::bigint, ${5 + 2 * i}::bigint)" for i in range(n_ranges))
-    inner = "".join(f', src."{c}"' for c in extra)
-    outer = "".join(f', s."{c}"' for c in extra)
+    outer = "".join(f', x."{c}"' for c in extra)
+    join_extra = "JOIN source AS x ON x.source_id = s.source_id " if extra else ""
     return (
         f"SELECT s.source_id, f.name, s.ra, s.dec, s.distance_arcsec{outer} "
         f"FROM (SELECT $1::float8 AS ra, $2::float8 AS dec, $3::float8 AS radius OFFSET 0) AS c "
         f"CROSS JOIN (VALUES {values}) AS r(lo, hi) "
-        f"CROSS JOIN LATERAL (SELECT src.source_id, src.field_id, src.ra, src.dec, "
-        f"alcs_angdist_arcsec(c.ra, c.dec, src.ra, src.dec) AS distance_arcsec{inner} "
-        f"FROM source AS src WHERE src.hpx29 >= r.lo AND src.hpx29 < r.hi OFFSET 0) AS s "
-        f"JOIN field AS f ON f.field_id = s.field_id "
-        f"WHERE s.distance_arcsec <= c.radius"
-    )
+        f"CROSS JOIN LATERAL alcs_cone_range(c.ra, c.dec, c.radius, r.lo, r.hi) AS s "
+        f"JOIN field AS f ON f.field_id = s.field_id {join_extra}"
+    ).rstrip()
 
 
 def _statement_name(conn: Connection, n_ranges: int, extra: tuple[str, ...]) -> str:
@@ -104,14 +101,12 @@ def _run(conn: Connection, ra: float, dec: float, radius_arcsec: float, extra: t
     params = [float(ra), float(dec), float(radius_arcsec), *ranges]
     with conn.connection.dbapi_connection.cursor() as cur:
         cur.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
-        rows = cur.fetchall()
-    rows.sort(key=itemgetter(4, 0))
-    return rows
+        return cur.fetchall()
 
 
 def cone_search_rows(conn_or_engine: Connection | Engine, ra: float, dec: float, radius_arcsec: float, *,
                      columns: Iterable[str] | None = None, order: int | None = None) -> list[tuple]:
-    """Sources within `radius_arcsec` of (ra, dec) (degrees ICRS) as plain tuples, nearest first.
+    """Sources within `radius_arcsec` of (ra, dec) (degrees ICRS) as plain tuples, in no particular order.
 
     Each tuple is (source_id, field name, ra, dec, distance_arcsec, *columns), where `columns`
     names extra columns of `source`. `order` is the HEALPix order of the covering (default
@@ -144,16 +139,14 @@ def cone_search(conn_or_engine: Connection | Engine, ra: float, dec: float, radi
     """
     extra = _extra_columns(columns)
     rows = cone_search_rows(conn_or_engine, ra, dec, radius_arcsec, columns=extra)
-    names = BASE_COLUMNS + extra
-    values = list(zip(*rows)) if rows else [[] for _ in names]
-    table = Table(meta={"cone_ra_deg": float(ra), "cone_dec_deg": float(dec),
-                        "cone_radius_arcsec": float(radius_arcsec)})
-    table["source_id"] = np.array(values[0], dtype=np.int64)
-    table["field"] = np.array(values[1], dtype=str)
-    for name, unit, column in (("ra", "deg", values[2]), ("dec", "deg", values[3]),
-                               ("distance_arcsec", "arcsec", values[4])):
-        table[name] = np.array(column, dtype=np.float64)
-        table[name].unit = unit
-    for name, column in zip(extra, values[5:]):
-        table[name] = _column(name, list(column))
-    return table
+    values = list(zip(*rows)) if rows else [()] * (len(BASE_COLUMNS) + len(extra))
+    source_id = np.array(values[0], dtype=np.int64)
+    distance = np.array(values[4], dtype=np.float64)
+    data = [source_id, np.array(values[1], dtype=str), np.array(values[2], dtype=np.float64),
+            np.array(values[3], dtype=np.float64), distance]
+    data += [_column(name, list(column)) for name, column in zip(extra, values[5:])]
+    order = np.lexsort((source_id, distance))  # nearest first, ties by source_id
+    return Table([column[order] for column in data], names=BASE_COLUMNS + extra,
+                 units={"ra": "deg", "dec": "deg", "distance_arcsec": "arcsec"},
+                 meta={"cone_ra_deg": float(ra), "cone_dec_deg": float(dec),
+                       "cone_radius_arcsec": float(radius_arcsec)})

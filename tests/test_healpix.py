@@ -110,6 +110,29 @@ def test_stretch_bounds_hold_everywhere():
     assert worst_inverse > 0.999 * H.LAMBDA and worst_forward > 0.999 * H.LF  # and they are tight
 
 
+def test_equatorial_stretch_bounds_the_jacobian():
+    rng = np.random.default_rng(6)
+    h = 1e-7
+    face = np.repeat(np.arange(12), 20000)
+    x, y = rng.uniform(h, 1 - h, len(face)), rng.uniform(h, 1 - h, len(face))
+    jac = np.stack([(H._face_xy_to_vec(face, x + h / 2, y) - H._face_xy_to_vec(face, x - h / 2, y)) / h,
+                    (H._face_xy_to_vec(face, x, y + h / 2) - H._face_xy_to_vec(face, x, y - h / 2)) / h], axis=-1)
+    forward = 1 / np.linalg.svd(jac, compute_uv=False)[:, 1]
+    lat = np.degrees(np.arcsin(H._face_xy_to_vec(face, x, y)[:, 2]))
+    zone = np.abs(lat) < H.EQUATORIAL_ZONE_DEG - 1e-3
+    bound = np.array([H.equatorial_stretch(b) for b in lat[zone]])
+    assert zone.sum() > 100000 and (forward[zone] <= bound * (1 + 1e-6)).all()
+    assert (forward[zone] > bound * 0.999).mean() > 0.3  # tight where x or y varies along the larger axis
+    # over a band the bound is the larger of its two ends, and never above LF
+    band = np.linspace(0, H.EQUATORIAL_ZONE_DEG, 200)
+    values = [H.equatorial_stretch(b) for b in band]
+    assert max(values) <= H.LF and H.stretch_bound(10.0, 0.01) == max(H.equatorial_stretch(b) for b in (
+        10.0 - 0.01 / H.RAD_PER_DEG, 10.0 + 0.01 / H.RAD_PER_DEG))
+    for lo, mid, hi in np.sort(rng.uniform(0, H.EQUATORIAL_ZONE_DEG, (1000, 3)), axis=1):
+        assert H.equatorial_stretch(mid) <= max(H.equatorial_stretch(lo), H.equatorial_stretch(hi))
+    assert H.stretch_bound(41.0, 0.02) == H.LF and H.stretch_bound(-89.0, 1e-6) == H.LF
+
+
 @pytest.mark.parametrize("ra,dec", SPECIAL_POSITIONS)
 @pytest.mark.parametrize("radius", [0.0, 0.3, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0])
 def test_disc_ranges_cover_special_cones(ra, dec, radius):

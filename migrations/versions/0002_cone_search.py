@@ -8,6 +8,8 @@ step (same constants, same floating-point operations; the module docstring there
 the covering is complete):
 
 - ``alcs_angdist_arcsec(ra1, dec1, ra2, dec2)``: haversine great-circle distance, arcsec.
+- ``alcs_cone_range(ra, dec, radius_arcsec, lo, hi)``: the sources of one hpx29 range within
+  the radius (one index range scan; alcsdb.query's prepared statement uses it too).
 - ``alcs_hpx_loc(ra, dec)``: HEALPix (face, p, q, region) before pixel rounding (healpix_cxx).
 - ``alcs_hpx_ang2pix(order, ra, dec)``: NESTED index, equal to healpy's ang2pix.
 - ``alcs_hpx_disc_ranges(ra, dec, radius_arcsec)``: half-open order-29 ranges [lo, hi)
@@ -15,6 +17,8 @@ the covering is complete):
 - ``alcs_cone_search(ra_deg, dec_deg, radius_arcsec)``: rows of `source` (all fields) within
   the radius, by exact distance: TABLE (source_id, field, ra, dec, distance_arcsec).
 """
+import math
+
 from alembic import op
 
 revision = "0002_cone_search"
@@ -26,6 +30,7 @@ depends_on = None
 LF = "1.52425"  # face units per radian, upper bound of HEALPix's forward map stretch
 LAMBDA = "1.59620"  # radians per face unit, upper bound of the inverse map stretch
 MARGIN_RAD = "1e-9"
+EQUATORIAL_ZONE_DEG = repr(math.asin(2.0 / 3.0) / 0.017453292519943295)
 SNAP_DEG = "1e-30"
 ARCSEC_PER_RAD = "206264.80624709636"
 RAD_PER_DEG = "0.017453292519943295"
@@ -42,22 +47,55 @@ RETURN CASE WHEN abs(x) < {SNAP_DEG} THEN 0 ELSE x END;
 COMMENT ON FUNCTION alcs_snap(double precision)
   IS 'a coordinate within {SNAP_DEG} deg of 0 taken as 0 (PostgreSQL raises on float underflow), as alcsdb.healpix.snap';
 """),
-    ("alcs_haversine_arcsec(double precision, double precision, double precision, double precision)", f"""
-CREATE FUNCTION alcs_haversine_arcsec(sin_half_ddec double precision, sin_half_dra double precision,
-                                      cos_dec1 double precision, cos_dec2 double precision)
+    ("alcs_hav(double precision, double precision, double precision, double precision)", """
+CREATE FUNCTION alcs_hav(sin_half_ddec double precision, sin_half_dra double precision,
+                         cos_dec1 double precision, cos_dec2 double precision)
 RETURNS double precision LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 2.0 * asin(sqrt(least(sin_half_ddec * sin_half_ddec + cos_dec1 * cos_dec2 * (sin_half_dra * sin_half_dra),
-                             1.0))) * {ARCSEC_PER_RAD};
+RETURN sin_half_ddec * sin_half_ddec + cos_dec1 * cos_dec2 * (sin_half_dra * sin_half_dra);
+COMMENT ON FUNCTION alcs_hav(double precision, double precision, double precision, double precision)
+  IS 'haversine of the angle between two positions from sin(ddec/2), sin(dra/2), cos(dec1), cos(dec2)';
+"""),
+    ("alcs_hav_to_arcsec(double precision)", f"""
+CREATE FUNCTION alcs_hav_to_arcsec(hav double precision) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 2.0 * asin(sqrt(least(hav, 1.0))) * {ARCSEC_PER_RAD};
 """),
     ("alcs_angdist_arcsec(double precision, double precision, double precision, double precision)", f"""
 CREATE FUNCTION alcs_angdist_arcsec(ra1 double precision, dec1 double precision,
                                     ra2 double precision, dec2 double precision)
 RETURNS double precision LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN alcs_haversine_arcsec(sin((alcs_snap(dec2) - alcs_snap(dec1)) * {HALF_RAD_PER_DEG}),
-                             sin((alcs_snap(ra2) - alcs_snap(ra1)) * {HALF_RAD_PER_DEG}),
-                             cos(alcs_snap(dec1) * {RAD_PER_DEG}), cos(alcs_snap(dec2) * {RAD_PER_DEG}));
+RETURN alcs_hav_to_arcsec(alcs_hav(sin((alcs_snap(dec2) - alcs_snap(dec1)) * {HALF_RAD_PER_DEG}),
+                                   sin((alcs_snap(ra2) - alcs_snap(ra1)) * {HALF_RAD_PER_DEG}),
+                                   cos(alcs_snap(dec1) * {RAD_PER_DEG}), cos(alcs_snap(dec2) * {RAD_PER_DEG})));
 COMMENT ON FUNCTION alcs_angdist_arcsec(double precision, double precision, double precision, double precision)
   IS 'great-circle distance in arcsec between (ra1, dec1) and (ra2, dec2) in degrees (haversine, as alcsdb.healpix.angular_distance_arcsec)';
+"""),
+    ("alcs_cone_range(double precision, double precision, double precision, bigint, bigint)", f"""
+CREATE FUNCTION alcs_cone_range(ra_deg double precision, dec_deg double precision,
+                                radius_arcsec double precision, lo bigint, hi bigint)
+RETURNS TABLE (source_id bigint, field_id smallint, ra double precision, "dec" double precision,
+               distance_arcsec double precision)
+LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+  -- distance_arcsec is alcs_angdist_arcsec(ra_deg, dec_deg, ra, dec), operation by operation,
+  -- with each sine evaluated once per row; |ddec| <= distance lets a declination band go first.
+  SELECT u.source_id, u.field_id, u.ra, u.dec, u.distance_arcsec
+  FROM (SELECT t.source_id, t.field_id, t.ra, t.dec,
+               alcs_hav_to_arcsec(alcs_hav(t.sd, t.sr, k.cos_dec, t.cd)) AS distance_arcsec
+        FROM (SELECT cos(alcs_snap(dec_deg) * {RAD_PER_DEG}) AS cos_dec OFFSET 0) AS k,
+             (SELECT src.source_id, src.field_id, src.ra, src.dec,
+                     sin((alcs_snap(src.dec) - alcs_snap(dec_deg)) * {HALF_RAD_PER_DEG}) AS sd,
+                     sin((alcs_snap(src.ra) - alcs_snap(ra_deg)) * {HALF_RAD_PER_DEG}) AS sr,
+                     cos(alcs_snap(src.dec) * {RAD_PER_DEG}) AS cd
+              FROM source AS src
+              WHERE src.hpx29 >= lo AND src.hpx29 < hi
+                AND abs(src.dec - dec_deg) <= radius_arcsec / 3600 + 1e-9
+              OFFSET 0) AS t
+        OFFSET 0) AS u
+  WHERE u.distance_arcsec <= radius_arcsec;
+END;
+COMMENT ON FUNCTION alcs_cone_range(double precision, double precision, double precision, bigint, bigint)
+  IS 'sources with hpx29 in [lo, hi) within radius_arcsec of (ra_deg, dec_deg), with their distance (one index range scan)';
 """),
     ("alcs_hpx_spread_bits(bigint)", f"""
 CREATE FUNCTION alcs_hpx_spread_bits(v bigint) RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -201,8 +239,8 @@ CREATE FUNCTION alcs_hpx_disc_cells(ra_deg double precision, dec_deg double prec
                                     radius_arcsec double precision)
 RETURNS bigint[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 -- The nested pixels at order alcs_hpx_coarse_order(radius_arcsec) that cover a cone, as
--- alcsdb.healpix._disc_cells (its module docstring proves completeness): the pixels meeting a
--- ball of radius {LF} r in the face coordinates when that ball lies inside one face, else a
+-- alcsdb.healpix.disc_ranges (its module docstring proves completeness): the pixels meeting a
+-- ball of radius L r in the face coordinates (L: the stretch bound) when that ball lies inside one face, else a
 -- refinement from the 12 faces keeping every pixel whose centre is within
 -- r + {LAMBDA} sqrt(1/2) 2^-order of the cone centre.
 DECLARE
@@ -210,6 +248,7 @@ DECLARE
   k integer;
   loc record;
   x double precision; y double precision; rho double precision; nf double precision;
+  lo double precision; hi double precision;
   dx double precision; half double precision;
   ix integer; iy integer; cell bigint; ymask bigint;
   cx double precision; cy double precision; cz double precision;
@@ -226,7 +265,16 @@ BEGIN
   loc := alcs_hpx_loc(ra_deg, dec_deg);
   x := CASE WHEN loc.region = 1 THEN 1 - loc.p ELSE loc.p END;
   y := CASE WHEN loc.region = -1 THEN loc.q ELSE 1 - loc.q END;
-  rho := {LF} * r_rad;
+  -- stretch bound over the disc: alcsdb.healpix.stretch_bound
+  hi := abs(dec_deg) + r_rad / {RAD_PER_DEG};
+  IF hi + 1e-6 >= {EQUATORIAL_ZONE_DEG} THEN
+    rho := {LF} * r_rad;
+  ELSE
+    lo := greatest(abs(dec_deg) - r_rad / {RAD_PER_DEG}, 0.0);
+    rho := greatest(sqrt(2.0::double precision) * greatest(2.0 / (pi() * cos(lo * {RAD_PER_DEG})), 0.75 * cos(lo * {RAD_PER_DEG})),
+                    sqrt(2.0::double precision) * greatest(2.0 / (pi() * cos(hi * {RAD_PER_DEG})), 0.75 * cos(hi * {RAD_PER_DEG})))
+           * r_rad;
+  END IF;
   IF rho < x AND x < 1 - rho AND rho < y AND y < 1 - rho THEN
     nf := 1::bigint << k;
     ymask := ((1::bigint << (2 * k)) - 1) & {YBITS};  -- the iy bits of a nested index
@@ -305,14 +353,8 @@ BEGIN
   RETURN QUERY
     SELECT s.source_id, f.name, s.ra, s.dec, s.distance_arcsec
     FROM alcs_hpx_disc_ranges(ra_deg, dec_deg, radius_arcsec) AS r
-    CROSS JOIN LATERAL (
-      SELECT src.source_id, src.field_id, src.ra, src.dec,
-             alcs_angdist_arcsec(ra_deg, dec_deg, src.ra, src.dec) AS distance_arcsec
-      FROM source AS src
-      WHERE src.hpx29 >= r.lo AND src.hpx29 < r.hi
-      OFFSET 0) AS s
-    JOIN field AS f ON f.field_id = s.field_id
-    WHERE s.distance_arcsec <= radius_arcsec;
+    CROSS JOIN LATERAL alcs_cone_range(ra_deg, dec_deg, radius_arcsec, r.lo, r.hi) AS s
+    JOIN field AS f ON f.field_id = s.field_id;
 END $$;
 COMMENT ON FUNCTION alcs_cone_search(double precision, double precision, double precision)
   IS 'sources of all fields within radius_arcsec of (ra_deg, dec_deg), exact great-circle distance';
