@@ -132,10 +132,10 @@ def ingest_writer(url: str, field: tuple, n_sources: int, workdir: str, ready, s
 
 def stage_writer(url: str, field: str, ready, stop, queue) -> None:
     """Run detect then photometry on `field` (forced: each is a new run) until `stop` is set (at least once)."""
-    from pipeline.runner import run_stage
+    from pipeline.runner import run_stage, stage_module
 
-    import pipeline.stages.detect  # noqa: F401  (imported before the phase starts)
-    import pipeline.stages.photometry  # noqa: F401
+    for stage in ("detect", "photometry"):  # imported before the phase starts
+        stage_module(stage)
 
     engine = db.make_engine(url)
     ready.set()
@@ -220,7 +220,8 @@ def deadlocks(engine: Engine) -> int:
 def integrity(engine: Engine) -> dict[str, int]:
     """Counts that must all be zero after a load run."""
     checks = {
-        "duplicated sources": "SELECT count(*) FROM (SELECT run_id, id FROM source GROUP BY 1, 2 HAVING count(*) > 1) d",
+        "duplicated sources": "SELECT count(*) FROM (SELECT run_id, id FROM source GROUP BY 1, 2 "
+                              "HAVING count(*) > 1) d",
         "duplicated ingested files": "SELECT count(*) FROM (SELECT sha256 FROM product WHERE ingested GROUP BY 1 "
                                      "HAVING count(*) > 1) d",
         "runs not succeeded": "SELECT count(*) FROM run WHERE status <> 'succeeded'",

@@ -120,6 +120,8 @@ def apply_table_mutation(cols: list[fits.Column], mutation) -> list[fits.Column]
     if kind == "inject":
         cells, value = arg
         arr = np.array(col.array)
+        if len(arr) == 0:  # an earlier mutation emptied the table
+            return cols
         if arr.dtype.kind == "f":
             arr[np.array(cells) % len(arr)] = value
         elif arr.dtype.kind in "iu":

@@ -16,7 +16,6 @@ from alcsdb import db, roles, versions
 from alcsdb.errors import InputError
 from alcsdb.export import export_version
 from ingest import fixtures
-from ingest.load import ingest_path
 
 A2744 = ("j001408m3023", "hff-j001408m3023", 3.588333, -30.39725)
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -77,6 +76,20 @@ def allowed(engine, statement: str, params: dict | None = None) -> None:
         conn.rollback()
 
 
+def invoke(url: str, *args: str):
+    """The CLI in-process (click's runner)."""
+    from click.testing import CliRunner
+
+    from alcsdb.cli import cli
+
+    return CliRunner().invoke(cli, ["--db", url, *args])
+
+
+def ok(result):
+    assert result.exit_code == 0, result.output
+    return result
+
+
 def test_default_role_names():
     assert [roles.role_name(k) for k in roles.KINDS] == ["alcs_reader", "alcs_writer", "alcs_admin"]
     for prefix in ('x"; DROP TABLE source; --', "", "Alcs_", "alcs"):
@@ -87,10 +100,10 @@ def test_default_role_names():
 def test_roles_connect_as_each_and_least_privilege(engine, db_url, prefix, release_dir):
     out = alcsdb(db_url, "db", "roles", "--prefix", prefix).stdout
     assert out.count("created") == 3
-    again = alcsdb(db_url, "db", "roles", "--prefix", prefix).stdout  # idempotent
+    again = ok(invoke(db_url, "db", "roles", "--prefix", prefix)).stdout  # idempotent
     assert again.count("exists") == 3 and "created" not in again
     users = {k: f"{prefix}{k}_user" for k in roles.KINDS}
-    alcsdb(db_url, "db", "grant", users["reader"], "--role", "reader", "--create", "--prefix", prefix)
+    ok(invoke(db_url, "db", "grant", users["reader"], "--role", "reader", "--create", "--prefix", prefix))
     with engine.begin() as conn:
         for kind in ("writer", "admin"):
             assert roles.grant_role(conn, users[kind], kind, prefix=prefix, create=True)
@@ -101,15 +114,16 @@ def test_roles_connect_as_each_and_least_privilege(engine, db_url, prefix, relea
     nobody = db.make_engine(as_user(db_url, f"{prefix}nobody"))
     try:
         # the writer runs a real ingest (catalog, zout, AOR logs, mosaics) through the CLI
-        alcsdb(urls["writer"], "ingest", release_dir)
+        ok(invoke(urls["writer"], "ingest", str(release_dir)))
         with engine.connect() as conn:
             n_sources = conn.execute(text("SELECT count(*) FROM source")).scalar()
             ingest_runs = conn.execute(text("SELECT username, status FROM run")).all()
         assert n_sources == 60 and {s for _, s in ingest_runs} == {"succeeded"}
         # only the admin creates versions
-        proc = alcsdb(urls["writer"], "version", "create", "v1", check=False)
-        assert proc.returncode == 1 and "permission denied" in proc.stderr and len(proc.stderr.splitlines()) == 1
-        alcsdb(urls["admin"], "version", "create", "v1")
+        result = invoke(urls["writer"], "version", "create", "v1")
+        assert result.exit_code == 1 and "permission denied" in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+        ok(invoke(urls["admin"], "version", "create", "v1"))
         with engine.connect() as conn:
             version_id, created_by = conn.execute(text("SELECT version_id, created_by FROM catalog_version")).one()
         assert created_by == users["admin"]
@@ -125,8 +139,9 @@ def test_roles_connect_as_each_and_least_privilege(engine, db_url, prefix, relea
             assert near == 60
         new_catalog = release_dir.parent / f"{A2744[0]}_irac_phot_apcorr.fits"
         fixtures.write_phot_apcorr(new_catalog, A2744[0], A2744[2], A2744[3], 20, ["f160w"], seed=6)
-        proc = alcsdb(urls["reader"], "ingest", new_catalog, check=False)
-        assert proc.returncode == 1 and "permission denied" in proc.stderr and len(proc.stderr.splitlines()) == 1
+        result = invoke(urls["reader"], "ingest", str(new_catalog))
+        assert result.exit_code == 1 and "permission denied" in result.stderr
+        assert len(result.stderr.splitlines()) == 1
         for statement in (
             "INSERT INTO field (name, hst_root, cluster, ra, dec) VALUES ('x', 'x', 'x', 1, 1)",
             "UPDATE run SET status = 'failed'",
@@ -187,15 +202,6 @@ def test_roles_connect_as_each_and_least_privilege(engine, db_url, prefix, relea
     finally:
         for e in (*engines.values(), nobody):
             e.dispose()
-
-
-def invoke(url: str, *args: str):
-    """The CLI in-process (click's runner)."""
-    from click.testing import CliRunner
-
-    from alcsdb.cli import cli
-
-    return CliRunner().invoke(cli, ["--db", url, *args])
 
 
 def test_grant_errors_are_one_line(engine, db_url, prefix):
