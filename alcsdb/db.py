@@ -12,6 +12,7 @@ import csv
 import logging
 import re
 import subprocess
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Iterator
@@ -215,3 +216,26 @@ def require_current(engine: Engine) -> None:
             f"database {describe(engine)} is at revision {current or 'none'}, code expects {head}: "
             "run `alcsdb db upgrade`"
         )
+
+
+@contextmanager
+def scratch_schema(base_url: str, prefix: str = "scratch", *, migrate: bool = True) -> Iterator[str]:
+    """A fresh schema on the server of `base_url` (migrated to head unless `migrate=False`), dropped
+    afterwards; yields its URL. Tests, benchmarks and throw-away work use it to stay isolated."""
+    import uuid
+
+    schema = validate_identifier(f"{prefix}_{uuid.uuid4().hex[:12]}", "schema name")
+    admin = make_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = with_schema(base_url, schema)
+    try:
+        if migrate:
+            engine = make_engine(url)
+            upgrade(engine)
+            engine.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        admin.dispose()

@@ -16,13 +16,13 @@ Prints rows/s of both and the ratio (target >= 0.7), and the peak memory (target
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 # run as a script, this file's folder comes first on sys.path and its name would hide the `ingest` package
@@ -37,17 +37,6 @@ from ingest import fixtures  # noqa: E402
 FILTERS = ["f435w", "f606w", "f775w", "f814w", "f850lp", "f105w", "f110w", "f125w", "f140w", "f160w", "f275w",
            "f336w"]
 TABLES = ["source", "aperture_flux", "total_correction", "irac_flux", "zout"]
-
-
-def scratch(base_url: str, schemas: list[str]) -> str:
-    """A freshly migrated schema (name appended to `schemas`); returns its URL."""
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with db.make_engine(base_url, isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    schemas.append(schema)
-    url = db.with_schema(base_url, schema)
-    db.upgrade(db.make_engine(url))
-    return url
 
 
 def copy_csv(url: str, table: str, path: Path, direction: str) -> float:
@@ -89,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         files += [cat_path, zout_path]
     size_mb = sum(f.stat().st_size for f in files) / 1e6
 
-    schemas: list[str] = []
-    ours_url = scratch(base, schemas)
+    stack = contextlib.ExitStack()
+    ours_url = stack.enter_context(db.scratch_schema(base, "bench_ingest"))
     t_ours = 0.0
     for f in files:
         t0 = time.perf_counter()
@@ -104,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     engine.dispose()
     total = sum(counts.values())
 
-    floor_url = scratch(base, schemas)
+    floor_url = stack.enter_context(db.scratch_schema(base, "bench_floor"))
     csv = {t: work / f"{t}.csv" for t in ["run", "product", *TABLES]}
     for t, path in csv.items():
         copy_csv(ours_url, t, path, "out")
@@ -113,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     t_floor = sum(copy_csv(floor_url, t, csv[t], "in") for t in TABLES)
 
     print()
-    print(f"| rows | files | MB | alcsdb ingest s | rows/s | COPY-from-CSV floor s | rows/s | ratio | peak RSS MB |")
+    print("| rows | files | MB | alcsdb ingest s | rows/s | COPY-from-CSV floor s | rows/s | ratio | peak RSS MB |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {total:,} | {len(files)} | {size_mb:.0f} | {t_ours:.1f} | {total / t_ours:,.0f} | {t_floor:.1f} | "
           f"{total / t_floor:,.0f} | {t_floor / t_ours:.2f} | {peak:.0f} |")
@@ -121,9 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     print("ratio = (our rows/s) / (floor rows/s); target >= 0.7. Peak RSS of one `alcsdb ingest` process; "
           "target < 2048 MB")
     if not args.keep:
-        with db.make_engine(base, isolation_level="AUTOCOMMIT").connect() as conn:
-            for schema in schemas:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        stack.close()  # drops both scratch schemas
         for f in work.iterdir():
             f.unlink()
         work.rmdir()

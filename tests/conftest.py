@@ -11,11 +11,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 SERVERS = ["embedded"] + (["external"] if os.environ.get("ALCSDB_TEST_DATABASE_URL") else [])
 
@@ -54,18 +52,8 @@ def db_url(request, server_urls) -> str:
 
     # the embedded server is looked up each time: a test that stops it (db stop) must not break the next
     base = db.embedded_url() if request.param == "embedded" else server_urls[request.param]
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = db.with_schema(base, schema)
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with db.scratch_schema(base, "t") as url:
+        yield url
 
 
 @pytest.fixture
