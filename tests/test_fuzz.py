@@ -10,12 +10,15 @@ corrupted; the file truncated or overwritten with junk bytes. Each mutant is ing
   database is exactly as before (row counts of every table, the run sequence).
 
 The number of cases is ALCSDB_FUZZ_EXAMPLES (default 40); the test prints the outcomes.
+A bug found here in code this test does not own is a strict xfail test at the end; the property
+test counts its cases apart (`KNOWN_BUGS`) so that it keeps checking everything else.
 """
 from __future__ import annotations
 
 import collections
 import os
 import shutil
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,15 @@ EXAMPLES = int(os.environ.get("ALCSDB_FUZZ_EXAMPLES", "40"))
 JUNK_VALUES = (np.nan, np.inf, -np.inf, -99.0, 1e308, -1e308, 0.0, 2.0**63)
 UNITS = ("nJy", "mag", "", "deg", "uJy", "arcsec", "garbage unit", "ÂµJy")
 DTYPES = ("f4", "f8", "i2", "i4", "i8", "S8", "u1")
+
+
+#: function in whose frames a known bug raises -> the xfail test that reports it
+KNOWN_BUGS = {"sky_hull": "test_aor_log_corners_off_the_sky_are_a_clean_error"}
+
+
+def known_bug(exc: BaseException) -> str | None:
+    frames = {f.name for f in traceback.extract_tb(exc.__traceback__)}
+    return next((test for fn, test in KNOWN_BUGS.items() if fn in frames), None)
 
 
 def snapshot(engine) -> dict[str, int]:
@@ -210,8 +222,11 @@ def test_fuzzed_release_files(engine, base_files, tmp_path):
             if snapshot(engine) != before:
                 failures.append(f"{kind} {mutations}: failed but changed the database")
         except Exception as exc:  # noqa: BLE001 (recorded, reported below)
-            outcomes[f"UNCLEAN {type(exc).__name__}"] += 1
-            failures.append(f"{kind} {mutations}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            if (test := known_bug(exc)) is not None:
+                outcomes[f"known bug ({test})"] += 1
+            else:
+                outcomes[f"UNCLEAN {type(exc).__name__}"] += 1
+                failures.append(f"{kind} {mutations}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
         else:
             outcomes[", ".join(sorted({r.status for r in results}))] += 1
             with engine.connect() as conn:
@@ -233,3 +248,18 @@ def test_fuzzed_release_files(engine, base_files, tmp_path):
         print(f"  {n:5d}  {outcome}")
     assert sum(outcomes.values()) >= min(EXAMPLES, 20)
     assert not failures, f"{len(failures)} unclean outcomes:\n" + "\n".join(failures[:30])
+
+
+@pytest.mark.xfail(strict=True, reason="bug in ingest/aorlog.py: read_aor_log accepts finite corners that are not sky "
+                   "positions (|dec| > 90, or > 90 deg from the AOR centre); write_aor_log's sky_hull then fails inside "
+                   "the run (scipy `ValueError: Points cannot contain NaN`): the run is left `failed` and the error "
+                   "names neither the file nor the column")
+def test_aor_log_corners_off_the_sky_are_a_clean_error(engine, base_files, tmp_path):
+    path = tmp_path / base_files["aor_log"].name
+    cols = [retype(c, "u1") if c.name == "corners" else c for c in table_columns(base_files["aor_log"])]
+    write_columns(path, cols)  # corners become integers 0..255: declinations beyond 90
+    before = snapshot(engine)
+    with pytest.raises(AlcsdbError) as err:
+        ingest_path(engine, path)
+    assert path.name in str(err.value) and "corners" in str(err.value)
+    assert snapshot(engine) == before
