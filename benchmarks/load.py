@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -309,22 +308,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="preloaded fields (default 4)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    base = db.resolve_url(args.db)
-    schema = f"load_{uuid.uuid4().hex[:10]}"
-    admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        url = db.with_schema(base, schema)
-        engine = db.make_engine(url)
-        db.upgrade(engine)
-        engine.dispose()
+    with db.scratch_schema(db.resolve_url(args.db), "load") as url:
         print_report(run_load(url, readers=args.readers, seconds=args.seconds, n_sources=args.sources,
                               n_fields=args.fields), args.readers)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 if __name__ == "__main__":
