@@ -29,6 +29,7 @@ class AorLog:
     theta: np.ndarray
     crval: np.ndarray  # (n, 2)
     corners: np.ndarray  # (n, 4, 2)
+    footprint: list | None = None  # convex hull of the corners, set by read_aor_log
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -62,10 +63,18 @@ def read_aor_log(path: Path) -> AorLog:
     corners = corners.reshape(len(data), 4, 2)
     if not (np.isfinite(crval).all() and np.isfinite(corners).all()):
         raise InputError(f"{path}: NaN in crval or corners")
-    return AorLog(path=path, aorkey=aorkey, channel=channel, files=[str(f).strip() for f in data["file"]],
-                  exptime=np.asarray(column(data, "exptime", path), dtype=float),
-                  mjd=np.asarray(column(data, "mjd_obs", path), dtype=float),
-                  theta=np.asarray(column(data, "theta", path), dtype=float), crval=crval, corners=corners)
+    for name, values in (("crval", crval), ("corners", corners.reshape(-1, 2))):
+        if (np.abs(values[:, 1]) > 90).any() or (values[:, 0] < -360).any() or (values[:, 0] > 720).any():
+            raise InputError(f"{path}: column {name!r} holds positions that are not on the sky (|dec| > 90)")
+    log = AorLog(path=path, aorkey=aorkey, channel=channel, files=[str(f).strip() for f in data["file"]],
+                 exptime=np.asarray(column(data, "exptime", path), dtype=float),
+                 mjd=np.asarray(column(data, "mjd_obs", path), dtype=float),
+                 theta=np.asarray(column(data, "theta", path), dtype=float), crval=crval, corners=corners)
+    try:  # the footprint is computed here, before any write, so a bad geometry is a clean error
+        log.footprint = sky_hull(corners.reshape(-1, 2), log.centre)
+    except (ValueError, ArithmeticError) as exc:
+        raise InputError(f"{path}: column 'corners' does not describe a footprint around the AOR ({exc})") from None
+    return log
 
 
 def nearest_field(conn, ra: float, dec: float, max_deg: float = 0.5) -> int | None:
@@ -80,7 +89,7 @@ def nearest_field(conn, ra: float, dec: float, max_deg: float = 0.5) -> int | No
 def write_aor_log(run: RunContext, log: AorLog, field_id: int, product_id: int) -> None:
     theta = np.radians(log.theta)
     pa = float(np.degrees(np.arctan2(np.sin(theta).mean(), np.cos(theta).mean())) % 360)
-    footprint = sky_hull(log.corners.reshape(-1, 2), log.centre)
+    footprint = log.footprint
     aor_id = run.conn.execute(text(
         "INSERT INTO aor (run_id, field_id, product_id, aorkey, channel, n_bcd, exptime, mjd_start, mjd_end, pa_deg, "
         "footprint) VALUES (:run, :f, :p, :k, :ch, :n, :t, :m0, :m1, :pa, :fp) RETURNING aor_id"),

@@ -10,8 +10,8 @@ corrupted; the file truncated or overwritten with junk bytes. Each mutant is ing
   database is exactly as before (row counts of every table, the run sequence).
 
 The number of cases is ALCSDB_FUZZ_EXAMPLES (default 40); the test prints the outcomes.
-A bug found here in code this test does not own is a strict xfail test at the end; the property
-test counts its cases apart (`KNOWN_BUGS`) so that it keeps checking everything else.
+A bug found here gets a regression test at the end (AOR log corners off the sky, now fixed);
+while a bug is open the property test counts its cases apart (`KNOWN_BUGS`).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ DTYPES = ("f4", "f8", "i2", "i4", "i8", "S8", "u1")
 
 
 #: function in whose frames a known bug raises -> the xfail test that reports it
-KNOWN_BUGS = {"sky_hull": "test_aor_log_corners_off_the_sky_are_a_clean_error"}
+KNOWN_BUGS: dict[str, str] = {}  # the AOR-corners bug found here is fixed; its test stays as a regression test
 
 
 def known_bug(exc: BaseException) -> str | None:
@@ -250,10 +250,6 @@ def test_fuzzed_release_files(engine, base_files, tmp_path):
     assert not failures, f"{len(failures)} unclean outcomes:\n" + "\n".join(failures[:30])
 
 
-@pytest.mark.xfail(strict=True, reason="bug in ingest/aorlog.py: read_aor_log accepts finite corners that are not sky "
-                   "positions (|dec| > 90, or > 90 deg from the AOR centre); write_aor_log's sky_hull then fails inside "
-                   "the run (scipy `ValueError: Points cannot contain NaN`): the run is left `failed` and the error "
-                   "names neither the file nor the column")
 def test_aor_log_corners_off_the_sky_are_a_clean_error(engine, base_files, tmp_path):
     path = tmp_path / base_files["aor_log"].name
     cols = [retype(c, "u1") if c.name == "corners" else c for c in table_columns(base_files["aor_log"])]
