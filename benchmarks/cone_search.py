@@ -401,6 +401,8 @@ def main(argv=None) -> None:
             if src is None:
                 src = make_sources(rng, args.n, args.uniform, field_centres(engine))
             if args.reuse and loaded_matches(engine, meta):
+                db.downgrade(engine, "0001_initial")  # the cone-search functions of this checkout
+                db.upgrade(engine)
                 print(f"# {label}: reusing the loaded {kind}")
             else:
                 if args.reuse:  # stale data: start again

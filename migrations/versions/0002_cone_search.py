@@ -124,6 +124,10 @@ CREATE FUNCTION alcs_check_cone(caller text, ra_deg double precision, dec_deg do
                                 radius_arcsec double precision)
 RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
+  IF ra_deg > '-Infinity' AND ra_deg < 'Infinity' AND dec_deg >= -90 AND dec_deg <= 90
+     AND radius_arcsec >= 0 AND radius_arcsec < 'Infinity' THEN
+    RETURN;  -- valid (NaN compares above every number, NULL makes the test NULL)
+  END IF;
   IF ra_deg IS NULL OR dec_deg IS NULL OR radius_arcsec IS NULL THEN
     RAISE EXCEPTION '%: % must not be NULL', caller,
       CASE WHEN ra_deg IS NULL THEN 'ra_deg' WHEN dec_deg IS NULL THEN 'dec_deg' ELSE 'radius_arcsec' END
