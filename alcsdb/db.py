@@ -124,6 +124,10 @@ def make_engine(url: str | None = None, **kw) -> Engine:
     options = parsed.query.get("options", "")
     if "jit" not in options:
         options = (options + " -cjit=off").strip()
+    if "client_connection_check_interval" not in options:
+        # the backend of a killed client notices within 2 s even while it waits on a lock or a
+        # long statement, so its run's advisory lock is released and it is reported abandoned
+        options = (options + " -cclient_connection_check_interval=2000").strip()
     parsed = parsed.set(query={**parsed.query, "options": options})
     kw.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kw)

@@ -322,10 +322,6 @@ def test_embedded_server_killed_mid_write_recovers(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="crash-safety hole in alcsdb/db.py make_engine: without PostgreSQL's "
-                   "client_connection_check_interval, the backend of a killed stage that waits (lock, long statement) "
-                   "lives on: the run keeps its advisory lock, is not reported abandoned and holds its row locks "
-                   "until the statement ends. Fix: add -cclient_connection_check_interval=2000 to the options")
 def test_killed_stage_waiting_on_a_lock_is_abandoned_at_once(engine, db_url, tmp_path):
     ctx = INGEST.prepare(engine, tmp_path)
     lock = engine.connect()
