@@ -23,6 +23,7 @@ segment's true HST F160W flux (others are HST blends that one model cannot split
 IRAC method).
 
     python benchmarks/irac_accuracy.py --size-arcmin 2 --seed 1 --n-proc 1 2
+    python benchmarks/irac_accuracy.py --schema bench2 --param galfit_flux_limit=null   # irac only, again
 """
 from __future__ import annotations
 
@@ -276,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the irac stage once per value (processes for the patches); fluxes must agree")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="extra irac stage parameter (repeatable)")
+    p.add_argument("--schema", default=None,
+                   help="database schema to use (created if missing); upstream stages already run there with "
+                        "the same inputs are skipped, so repeated irac runs skip the mosaic (implies --keep)")
     p.add_argument("--keep", action="store_true", help="keep the database schema")
     args = p.parse_args(argv)
     work = args.workdir or Path(f"/tmp/alcsdb-irac-bench-{args.size_arcmin:g}-{args.seed}")
@@ -295,10 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     t_mock = time.perf_counter() - t0
     truth = Table.read(mock_dir / "truth.fits", "SOURCES")
     base = db.embedded_url()
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    schema = args.schema or f"bench_{uuid.uuid4().hex[:8]}"
+    keep = args.keep or args.schema is not None
     admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
+        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
     url = db.with_schema(base, schema)
     engine = db.make_engine(url)
     try:
@@ -317,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "ORDER BY source_id, channel"), {"r": r[-1]}).all() for r in runs]
     finally:
         engine.dispose()
-        if not args.keep:
+        if not keep:
             with admin.connect() as conn:
                 conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
