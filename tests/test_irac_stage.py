@@ -21,7 +21,7 @@ from alcsdb import config
 from alcsdb.errors import InputError
 from alcsdb.provenance import file_sha256
 from benchmarks import irac_accuracy as score
-from pipeline.irac import IracParams
+from pipeline.irac import IracFlag, IracParams
 from pipeline.runner import get_field, run_stage
 from pipeline.sim_observe import make_wcs
 from pipeline.stages import irac as stage
@@ -205,7 +205,8 @@ def test_irac_rows_and_products_have_provenance(chain):
         run = conn.execute(text("SELECT status, params FROM run WHERE run_id = :r"), {"r": irac_run}).one()
         n_src = conn.execute(text("SELECT count(*) FROM source WHERE run_id = :r"), {"r": det_run}).scalar_one()
         rows = conn.execute(text(
-            "SELECT i.channel, i.run_id, i.nexp, i.exptime, i.patch, i.flux, s.ra, s.dec FROM irac_flux i "
+            "SELECT i.channel, i.run_id, i.nexp, i.exptime, i.patch, i.flux, i.flag, s.ra, s.dec, s.mag_auto "
+            "FROM irac_flux i "
             "JOIN source s USING (source_id) WHERE i.run_id = :r"), {"r": irac_run}).all()
         inputs = dict(conn.execute(text(
             "SELECT ri.role, p.run_id FROM run_input ri JOIN product p USING (product_id) WHERE ri.run_id = :r"),
@@ -224,7 +225,12 @@ def test_irac_rows_and_products_have_provenance(chain):
                       "irac_wht_ch1": mosaic_run, "irac_sci_ch2": mosaic_run, "irac_wht_ch2": mosaic_run}
     assert len(rows) == 2 * n_src and {r.run_id for r in rows} == {irac_run}
     assert {r.channel for r in rows} == {1, 2} and all(r.patch is not None and r.patch >= 0 for r in rows)
-    assert sum(r.flux is not None for r in rows) > n_src
+    # every source brighter than the first-pass limit (AB 24) is modelled; a flux is missing exactly
+    # when a flag other than BRIGHT / SERSIC says why
+    bright = [r for r in rows if r.mag_auto is not None and r.mag_auto < IracParams().mag_limit[0]]
+    assert bright and not any(r.flag & IracFlag.NOT_MODELLED for r in bright)
+    assert sum(r.flux is not None for r in bright) >= 0.8 * len(bright)
+    assert all((r.flux is None) == (r.flag & ~int(IracFlag.BRIGHT | IracFlag.SERSIC) != 0) for r in rows)
     # coverage from each BCD's own WCS (the header WCS, as the mosaic stage records footprints)
     for ch in (1, 2):
         headers = [fits.getheader(p) for p in sorted(mock_dir.glob(f"irac/r*/ch{ch}/bcd/*_bcd.fits"))]
