@@ -47,15 +47,43 @@ def stamp_scale(native_scale: float, r_half: float) -> float:
 
 def intrinsic_stamp(kind: str, sersic_n: float, r_half: float, trunc: float, q: float,
                     pa_deg: float, scale: float) -> Stamp:
-    """The unconvolved profile of a truth source (a delta for stars) on a ``scale`` grid."""
+    """The unconvolved profile of a truth source (a delta for stars) on a ``scale`` grid.
+
+    Each stamp pixel holds the profile's flux in that pixel, not the surface brightness at
+    its centre: point sampling a cuspy Sersic profile (n ~ 4) on a ~0.1" grid puts most of
+    the flux in the central pixel (56% for n = 4.2, r_half = 0.8" at 0.085"/pixel instead
+    of 4%), rendering bulges as stars. See :func:`_pixel_integrated`."""
     if kind == "star" or r_half <= 0:
         return Stamp(np.ones((1, 1)), scale)
     n = 2 * int(np.ceil(trunc / scale)) + 1
     prof = galsim.Sersic(sersic_n, half_light_radius=r_half, trunc=trunc)
     # galsim beta is measured from +x (west) towards +y (north): PA east of north -> 90 + PA
     prof = prof.shear(q=q, beta=(90.0 + pa_deg) * galsim.degrees)
-    img = prof.drawImage(nx=n, ny=n, scale=scale, method="no_pixel").array.astype(float)
+    # profiles larger than ~10 pixels are smooth beyond the central pixels: one sample each
+    img = _pixel_integrated(prof, n, scale, sub=4 if r_half < 10 * scale else 1)
     return Stamp(img / img.sum(), scale)
+
+
+def _binned(prof: galsim.GSObject, n: int, scale: float, sub: int) -> np.ndarray:
+    """``n`` x ``n`` pixels of ``scale``: sums of ``sub`` x ``sub`` point samples (``sub``
+    even, so no sample falls on the profile's centre, where a Sersic cusp peaks)."""
+    fine = prof.drawImage(nx=n * sub, ny=n * sub, scale=scale / sub, method="no_pixel").array
+    return fine.reshape(n, sub, n, sub).sum(axis=(1, 3)).astype(float)
+
+
+def _pixel_integrated(prof: galsim.GSObject, n: int, scale: float, *, sub: int = 4, core: int = 2,
+                      core_sub: int = 16) -> np.ndarray:
+    """Pixel-integrated ``n`` x ``n`` image (``n`` odd, profile at the middle pixel): a
+    ``sub`` x ``sub`` sub-grid in every pixel, ``core_sub`` x ``core_sub`` in the central
+    ``2 core + 1`` pixels. Agrees with GalSim's FFT pixel convolution (``method="auto"``)
+    to < 3% of the peak pixel for Sersic n <= 6 (``sub`` 4 for profiles of a few pixels,
+    1 for those larger than ~10), at a small fraction of its cost (0.1 s instead of 6 s
+    for a BCG)."""
+    img = _binned(prof, n, scale, sub)
+    k = min(core, n // 2)
+    c = n // 2
+    img[c - k:c + k + 1, c - k:c + k + 1] = _binned(prof, 2 * k + 1, scale, core_sub)
+    return img
 
 
 def psf_stamp(stamp: Stamp, band: str) -> np.ndarray:

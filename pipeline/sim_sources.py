@@ -30,6 +30,8 @@ BG_MAG_RANGE = (18.0, 29.5)
 CLUSTER_DENSITY = 25.0  # members per arcmin^2 of simulated area
 CLUSTER_CORE_ARCSEC = 25.0
 STAR_DENSITY = 8.0  # per arcmin^2
+FAINT_STAR_DENSITY = 6.0  # per arcmin^2, G in FAINT_STAR_G: point sources whose photometry is noise limited
+FAINT_STAR_G = (24.0, 27.5)
 
 
 def tangent_to_radec(xi, eta, ra0: float, dec0: float):
@@ -124,19 +126,31 @@ def _cluster(rng, half: float, size: float, z_cluster: float):
 
 
 def _stars(rng, half: float, inner: float):
-    """Stars with black-body SEDs; the first three are bright and 0.7-1 ``inner`` from the centre."""
+    """Stars with black-body SEDs; the first three are bright and 0.7-1 ``inner`` from the centre;
+    then FAINT_STAR_DENSITY faint ones (G in FAINT_STAR_G, below the reference catalogue's
+    limit), so the field has isolated point sources whose errors are noise dominated."""
     count = int(np.clip(round(STAR_DENSITY * (2 * half / 60.0) ** 2), 6, 50))
     g = np.concatenate([rng.uniform(17.0, 19.5, 3), rng.uniform(16.5, 24.0, count - 3)])
     # the bright ones away from the cluster core, inside the field
     r, phi = inner * rng.uniform(0.7, 1.0, 3), rng.uniform(0, 2 * np.pi, 3)
     xi = np.concatenate([r * np.cos(phi), rng.uniform(-half, half, count - 3)])
     eta = np.concatenate([r * np.sin(phi), rng.uniform(-half, half, count - 3)])
+    teff = rng.uniform(3300.0, 7500.0, count)
+    pmra, pmdec = rng.normal(0.0, 4.0, count), rng.normal(0.0, 4.0, count)
+    # faint stars, drawn after the others so that adding them changed no other source
+    faint = rng.poisson(FAINT_STAR_DENSITY * (2 * half / 60.0) ** 2)
+    g = np.concatenate([g, rng.uniform(*FAINT_STAR_G, faint)])
+    xi = np.concatenate([xi, rng.uniform(-half, half, faint)])
+    eta = np.concatenate([eta, rng.uniform(-half, half, faint)])
+    teff = np.concatenate([teff, rng.uniform(3300.0, 7500.0, faint)])
+    pmra = np.concatenate([pmra, rng.normal(0.0, 4.0, faint)])
+    pmdec = np.concatenate([pmdec, rng.normal(0.0, 4.0, faint)])
+    count += faint
     return {
         "kind": np.full(count, "star"), "xi": xi, "eta": eta, "z": np.zeros(count),
         "template": np.full(count, -1), "sersic_n": np.zeros(count),
         "r_half_arcsec": np.zeros(count), "q": np.ones(count), "pa_deg": np.zeros(count),
-        "teff": rng.uniform(3300.0, 7500.0, count), "phot_g_mean_mag": g,
-        "pmra": rng.normal(0.0, 4.0, count), "pmdec": rng.normal(0.0, 4.0, count),
+        "teff": teff, "phot_g_mean_mag": g, "pmra": pmra, "pmdec": pmdec,
     }
 
 
