@@ -204,8 +204,11 @@ def detect(
     ``flux_auto``; ``tot_corr = 1/EE(kron_rcirc * pixscale)`` of ``tot_corr_filter``;
     ``mag_auto = 23.9 - 2.5 log10(flux_auto * tot_corr)``; circular apertures of
     ``diameters`` (neighbours masked, never blanked). Sources with non-finite shape,
-    ``flux_auto <= 0``, ``kron_radius <= 0`` or ``flux_radius <= 0`` are dropped as
-    grizli does; the others keep their segmentation label as ``id``.
+    ``flux_auto <= 0`` or ``flux_radius <= 0`` are dropped; the others keep their
+    segmentation label as ``id``. A Kron radius sep cannot measure (its first moment is
+    not positive, e.g. a galaxy on the over-subtracted wing of a brighter one) is 0, as
+    grizli sets it, and the source gets the minimum circle: it is not dropped (a 20.4 mag
+    cluster galaxy was, on a mock cluster core).
 
     Returns the catalog (columns in the order of the release's ``phot_apcorr`` file)
     and the int32 segmentation map (0 = sky and masked pixels; label = ``id``).
@@ -287,9 +290,7 @@ def detect(
         for key in ("flux", "fluxerr", "flag", "bkg", "mask"):
             catalog[f"{key}_aper_{i}"] = apertures[key][:, i]
 
-    keep = (
-        (catalog["flux_auto"] > 0) & (catalog["kron_radius"] > 0) & (catalog["flux_radius"] > 0)
-    )
+    keep = (catalog["flux_auto"] > 0) & (catalog["flux_radius"] > 0)
     catalog = catalog[keep]
     catalog.meta.update(
         PIXSCALE=pixscale, THRESH=params.threshold, MINAREA=params.minarea,
@@ -327,7 +328,7 @@ def _kron_photometry(
     a, b = catalog["a_image"].data.astype(np.float64), catalog["b_image"].data.astype(np.float64)
     theta = catalog["theta_image"].data.astype(np.float64)
     kr, _ = sep.kron_radius(data_bkg, x, y, a, b, theta, params.kron_rmax, mask=mask, **seg_kwargs)
-    kron_radius = params.kron_factor * kr
+    kron_radius = params.kron_factor * np.where(np.isfinite(kr), kr, 0.0)
     kron_rcirc = kron_radius * np.sqrt(a * b)
     min_radius = params.kron_min_radius_arcsec / pixscale
     small = kron_rcirc <= min_radius

@@ -3,8 +3,10 @@
 Reads the newest detect run (its sources, detection image and segmentation) and the HST
 mosaics that run detected on. For the detection image and each filter: fluxes in the 7
 apertures at the detection positions (no PSF matching, as the release), neighbours masked
-by the segmentation; `apcorr_i = flux_auto / flux_aper_i` (detection image); per filter
-`{f}_tot_corr` from the point-source curve of growth at the circularized Kron radius, and
+by the segmentation; errors from the weight map scaled to the measured noise of 0.4" block
+sums (`estimate_background(err_scale="blocks")`), plus the source's Poisson noise (the
+mosaic's total EXPTIME as gain); `apcorr_i = flux_auto / flux_aper_i` (detection image); per
+filter `{f}_tot_corr` from the point-source curve of growth at the circularized Kron radius, and
 `corr`, `tot` with errors. Writes `aperture_flux` and `total_correction` rows.
 """
 from __future__ import annotations
@@ -51,13 +53,14 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
     det_scale = pixscale_arcsec(det_wcs)
     common = dict(subpix=params["subpix"], max_masked_fraction=params["max_masked_fraction"], seg_id=src["id"])
 
-    def measure(sci, wht, wcs, ujy, seg_map):
+    def measure(sci, wht, wcs, ujy, seg_map, exptime):
         x, y = wcs.all_world2pix(src["ra"], src["dec"], 0)
         err, mask = compute.error_and_mask(sci, wht)
         scale = pixscale_arcsec(wcs)
-        bkg = compute.estimate_background(sci, err, mask, pixscale=scale) if params["background"] else None
+        bkg = (compute.estimate_background(sci, err, mask, pixscale=scale, err_scale="blocks")
+               if params["background"] else None)
         return compute.aperture_photometry(sci, wht, x, y, pixscale=scale, ujy_per_count=ujy, seg=seg_map,
-                                           background=bkg, **common)
+                                           background=bkg, gain=exptime, **common)
 
     progress("detection image apertures")
     det = compute.aperture_photometry(image, weight, src["x"], src["y"], pixscale=det_scale, ujy_per_count=1.0,
@@ -70,7 +73,7 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         seg_map = np.kron(seg, np.ones((factor, factor), dtype=np.int32)) if factor > 1 else seg
         ny, nx = m["sci"].shape
         seg_map = np.pad(seg_map, ((0, max(0, ny - seg_map.shape[0])), (0, max(0, nx - seg_map.shape[1]))))[:ny, :nx]
-        phot = measure(m["sci"], m["wht"], m["wcs"], m["ujy"], seg_map)
+        phot = measure(m["sci"], m["wht"], m["wcs"], m["ujy"], seg_map, m["header"].get("EXPTIME"))
         tot_corr = compute.total_correction(m["filter"], src["kron_rcirc"] * det_scale)
         corr = compute.corrected_fluxes(phot["flux"], phot["fluxerr"], src["flux_auto"], det["flux"], tot_corr)
         blocks[m["filter"]] = {**{q: phot[q] for q in ("flux", "fluxerr", "flag", "bkg", "mask")},
