@@ -79,3 +79,13 @@ def run_cli(db_url, alcsdb_home):
         return proc
 
     return run
+
+
+@pytest.fixture
+def invoke(db_url):
+    """Run a CLI command in-process (click's CliRunner) against the test schema."""
+    from click.testing import CliRunner
+
+    from alcsdb.cli import cli
+
+    return lambda *args: CliRunner().invoke(cli, ["--db", db_url, *map(str, args)])

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import text
 
 from alcsdb import versions
@@ -31,15 +30,6 @@ def loaded(engine, release, tmp_path):
     ingest_path(engine, release)
     versions.create_version(engine, "v1")
     return engine, export_version(engine, "v1", tmp_path / "export")
-
-
-@pytest.fixture
-def invoke(db_url):
-    from alcsdb.cli import cli, version_group
-    from alcsdb.cli_audit import register
-
-    register(cli, version_group)
-    return lambda *args: CliRunner().invoke(cli, ["--db", db_url, *map(str, args)])
 
 
 def field_id(conn, name: str) -> int:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import text
 
 from alcsdb import lineage, versions
@@ -33,15 +32,6 @@ def loaded(engine, release, tmp_path):
     ingest_path(engine, release)
     versions.create_version(engine, "v1")
     return engine, export_version(engine, "v1", tmp_path / "export")
-
-
-@pytest.fixture
-def invoke(db_url):
-    from alcsdb.cli import cli, version_group
-    from alcsdb.cli_audit import register
-
-    register(cli, version_group)
-    return lambda *args: CliRunner().invoke(cli, ["--db", db_url, *map(str, args)])
 
 
 def sha(path: Path) -> str:
