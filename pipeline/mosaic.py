@@ -12,9 +12,10 @@ Conventions (release README "Image Mosaics"):
 - drizzle (:func:`drizzle`): DrizzlePac's C kernel ``drizzlepac.cdriz.tdriz`` (what
   AstroDrizzle calls), with a WCS mapping ``cdriz.DefaultWCSMapping`` from each input's
   (aligned) WCS, distortion included, to the output WCS; ``pixfrac`` 0.33 for HST, 0.2
-  for IRAC; inverse-variance weights from each exposure's background noise (the median
-  of its error array: sky, dark and read noise, as AstroDrizzle's IVM weights, not the
-  sources' own Poisson noise), masked (DQ != 0) pixels weight 0. HST output in electrons/s per output pixel (PHOTFNU/PHOTFLAM/PHOTPLAM in the
+  for IRAC; inverse-variance weights, for HST from each exposure's background noise (the
+  median of its error array: sky, dark and read noise, as AstroDrizzle's IVM weights, not
+  the sources' own Poisson noise), for IRAC from the uncertainty images; masked (DQ != 0)
+  pixels weight 0. HST output in electrons/s per output pixel (PHOTFNU/PHOTFLAM/PHOTPLAM in the
   header); IRAC input MJy/sr, output microJansky per output pixel
   (1 MJy/sr = 1e12 uJy/sr times the pixel solid angle); ``wht`` is the inverse variance
   of each output pixel's background noise in the output units (pixel-to-pixel
@@ -422,12 +423,14 @@ def drizzle(
     stay; MJy/sr times ``1e12 * Omega_in`` gives uJy) and drizzled with ``scale =
     sqrt(Omega_out / Omega_in)`` (tdriz multiplies values by scale**2), so the output is
     flux per output pixel and a source's summed flux is conserved. Input weights are
-    ``1 / (sigma * scale**2)**2`` in the output units (0 for masked pixels), ``sigma`` the
-    exposure's background noise (:func:`background_error`), so ``wht`` (tdriz's summed
-    weight) is the output pixels' inverse background variance (correlations ignored).
-    Weights that included the sources' own Poisson noise (the error array pixel by pixel)
-    would bias the weighted mean low wherever exposures sample a steep profile at
-    different phases: undersampled stars lost 8-20% of their flux that way.
+    ``1 / (sigma * scale**2)**2`` in the output units (0 for masked pixels), so ``wht``
+    (tdriz's summed weight) is the output pixels' inverse variance (correlations ignored).
+    For HST ``sigma`` is the exposure's background noise (:func:`background_error`):
+    weights with the sources' own Poisson noise (the error array pixel by pixel) bias the
+    weighted mean low wherever exposures sample a steep profile at different phases
+    (undersampled WFC3/IR stars lost 8-20% of their flux that way). IRAC keeps the pixel
+    errors of its uncertainty images (background dominated; the IRAC alignment and model
+    photometry were tuned on them).
     tdriz combines inputs as the weighted mean; drizzling visits separately and combining
     them with their ``wht`` gives the same image as drizzling all exposures at once.
 
@@ -456,8 +459,10 @@ def drizzle(
             raise ValueError(f"drizzle: unknown units {exp.units!r}")
         good = ~exp.mask
         data = np.where(good, exp.sci * to_flux, 0.0).astype(np.float32)
-        sigma_out = background_error(exp.err, exp.mask) * to_flux * pix_ratio**2
-        weight = np.where(good, 1.0 / sigma_out**2, 0.0).astype(np.float32)
+        sigma = exp.err if exp.units == IRAC_UNITS else background_error(exp.err, exp.mask)
+        sigma_out = np.asarray(sigma, dtype=np.float64) * to_flux * pix_ratio**2
+        weight = np.zeros(data.shape, dtype=np.float32)
+        np.divide(1.0, np.broadcast_to(sigma_out, data.shape) ** 2, out=weight, where=good, casting="unsafe")
         in_ny, in_nx = data.shape
         mapping = cdriz.DefaultWCSMapping(exp.wcs, out_wcs, in_nx, in_ny, stepsize)
         cdriz.tdriz(
