@@ -1,0 +1,459 @@
+"""Accuracy of the HST half of the pipeline (mosaic -> detect -> photometry) on a simulated field
+(issue 5, item 6), measured against the mock's truth, with each stage's cost.
+
+Simulates a field (`pipeline.mock`, reused when the work folder has it), runs the three stages as
+`alcsdb run STAGE` child processes on a private embedded PostgreSQL schema (so each run's
+`peak_rss_mb` in the `run` table is that stage's own), and prints:
+
+- the measured 5-sigma point-source depth of F160W (total magnitude of a point source whose 0.7"
+  aperture flux is 5x the NMAD of empty apertures), next to the mock's nominal depth;
+- detection completeness for truth sources brighter than (depth - 1) inside the field (a truth
+  source is found when a detection lies within `--match-arcsec`), the fraction of spurious
+  detections (no truth source of any magnitude within that radius) and the median offset of the
+  matched detections from truth (targets: >= 95%, < 2%, < 0.02");
+- for isolated point sources (truth stars without a neighbour brighter than 1% of them and than
+  28.5 mag within 1.5", matched) and every filter: the median of `{f}_tot_2 / true - 1` (0.7" aperture, corrected;
+  target within +-2%); the scatter of (measured - true) / error, NMAD and standard deviation, of
+  the noise-limited ones (true S/N < 20; target 0.8-1.2); and the NMAD of measured / true - 1 for
+  S/N > 100, the per-source systematic floor (drizzle sampling of the undersampled PSF) that
+  weight-map and Poisson errors do not hold;
+- baseline, same run: the same point sources measured in a 0.7" aperture at their TRUE positions
+  on each mosaic, corrected with the release's encircled energy (what the mosaics alone give,
+  without detection and the Kron/aperture corrections); and the detection with the error scale
+  of 0.4" block sums (the photometry's) instead of the release's mesh rms (grizli);
+- each stage's wall time, CPU time and peak resident memory.
+
+    python benchmarks/hst_accuracy.py --size-arcmin 2 --seed 1
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from astropy.table import Table  # noqa: E402
+from scipy.spatial import cKDTree  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MATCH_ARCSEC = 0.3
+EDGE_ARCSEC = 1.0
+BLEND_ARCSEC = 1.0
+STAGES = ("mosaic", "detect", "photometry")
+DEPTH_APERTURE = 2  # index of the 0.7" aperture
+SATURATED_UJY = 1e4  # no saturation in the mock; kept to exclude absurd values only
+FAINT_SN = 20.0
+BRIGHT_SN = 100.0
+
+
+# ----------------------------------------------------------------------------- pure metrics
+def nmad(values: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation (NaN for no values)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    return float(1.4826 * np.median(np.abs(v - np.median(v)))) if v.size else float("nan")
+
+
+def truth_pixels(truth: Table, wcs, mjd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-indexed pixel positions of the truth sources on ``wcs``, stars moved by their proper
+    motions to ``mjd`` (the mean epoch of the exposures)."""
+    from pipeline.sim_sources import position_at_epoch
+
+    ra, dec = position_at_epoch(np.asarray(truth["ra"]), np.asarray(truth["dec"]), np.asarray(truth["pmra"]),
+                                np.asarray(truth["pmdec"]), mjd)
+    x, y = wcs.all_world2pix(ra, dec, 0)
+    return np.asarray(x), np.asarray(y)
+
+
+def inside(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], margin: float) -> np.ndarray:
+    return (x >= margin) & (x <= shape[1] - 1 - margin) & (y >= margin) & (y <= shape[0] - 1 - margin)
+
+
+def nearest(x_from: np.ndarray, y_from: np.ndarray, x_to: np.ndarray, y_to: np.ndarray,
+            radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each `from` point: distance to the nearest `to` point and its index (inf, -1 beyond
+    ``radius`` or without `to` points)."""
+    n = len(x_from)
+    if len(x_to) == 0 or n == 0:
+        return np.full(n, np.inf), np.full(n, -1)
+    dist, idx = cKDTree(np.c_[x_to, y_to]).query(np.c_[x_from, y_from], distance_upper_bound=radius)
+    found = np.isfinite(dist)
+    return dist, np.where(found, idx, -1)
+
+
+@dataclass
+class Detection:
+    depth: float
+    n_bright: int
+    completeness: float
+    n_detected: int
+    spurious: float
+    median_offset_arcsec: float
+    median_offset_unblended_arcsec: float
+    missed: list
+
+
+def detection_scores(det_x: np.ndarray, det_y: np.ndarray, true_x: np.ndarray, true_y: np.ndarray,
+                     true_mag: np.ndarray, shape: tuple[int, int], depth: float, *, pixscale: float,
+                     edge_arcsec: float = EDGE_ARCSEC, match_arcsec: float = MATCH_ARCSEC) -> Detection:
+    """Scores of a detection catalog (zero-indexed pixel positions) against the truth on a grid
+    of ``shape``, both counted more than ``edge_arcsec`` inside the grid:
+
+    - completeness: fraction of truth sources with ``true_mag < depth - 1`` that have a
+      detection within ``match_arcsec``;
+    - spurious: fraction of the detections with no truth source (any magnitude, anywhere)
+      within ``match_arcsec``;
+    - median offset (arcsec) of the found bright sources from their nearest detection, and of
+      those without a brighter truth source within ``BLEND_ARCSEC`` (whose centroids other
+      sources' light does not pull).
+    """
+    radius, margin = match_arcsec / pixscale, edge_arcsec / pixscale
+    bright = inside(true_x, true_y, shape, margin) & (true_mag < depth - 1.0)
+    dist, _ = nearest(true_x[bright], true_y[bright], det_x, det_y, radius)
+    found = np.isfinite(dist)
+    alone = unblended(true_x, true_y, true_mag, BLEND_ARCSEC / pixscale)[bright] & found
+    det_in = inside(det_x, det_y, shape, margin)
+    back, _ = nearest(det_x[det_in], det_y[det_in], true_x, true_y, radius)
+    missed = [(float(a), float(b), float(m)) for a, b, m in
+              zip(true_x[bright][~found], true_y[bright][~found], true_mag[bright][~found])]
+    return Detection(
+        depth=depth, n_bright=int(bright.sum()), completeness=float(found.mean()) if found.size else float("nan"),
+        n_detected=int(det_in.sum()), spurious=float(np.mean(~np.isfinite(back))) if back.size else float("nan"),
+        median_offset_arcsec=float(np.median(dist[found]) * pixscale) if found.any() else float("nan"),
+        median_offset_unblended_arcsec=float(np.median(dist[alone]) * pixscale) if alone.any() else float("nan"),
+        missed=missed)
+
+
+SEGMENT_AREA_BINS_ARCSEC2 = (0.0, 5.0, 20.0, np.inf)
+
+
+def completeness_by_segment_area(det_x: np.ndarray, det_y: np.ndarray, true_x: np.ndarray, true_y: np.ndarray,
+                                 true_mag: np.ndarray, seg: np.ndarray, depth: float, *, pixscale: float,
+                                 edge_arcsec: float = EDGE_ARCSEC, match_arcsec: float = MATCH_ARCSEC
+                                 ) -> list[tuple[float, float, int, float]]:
+    """Completeness of the truth sources brighter than ``depth - 1`` split by the area
+    (arcsec^2) of the detection segment under their true position (0: on no segment):
+    [(lo, hi, n, completeness)] for SEGMENT_AREA_BINS_ARCSEC2. Sources on large segments are
+    inside the light of bright galaxies, where deblending (DEBLEND_CONT x the segment's flux)
+    limits what can be split."""
+    bright = inside(true_x, true_y, seg.shape, edge_arcsec / pixscale) & (true_mag < depth - 1.0)
+    dist, _ = nearest(true_x, true_y, det_x, det_y, match_arcsec / pixscale)
+    xi = np.clip(np.round(true_x).astype(int), 0, seg.shape[1] - 1)
+    yi = np.clip(np.round(true_y).astype(int), 0, seg.shape[0] - 1)
+    label = seg[yi, xi]
+    area = np.bincount(seg.ravel())[label] * pixscale**2 * (label > 0)
+    out = []
+    for lo, hi in zip(SEGMENT_AREA_BINS_ARCSEC2[:-1], SEGMENT_AREA_BINS_ARCSEC2[1:]):
+        sel = bright & (area >= lo) & (area < hi)
+        out.append((lo, hi, int(sel.sum()), float(np.isfinite(dist[sel]).mean()) if sel.any() else float("nan")))
+    return out
+
+
+def unblended(x: np.ndarray, y: np.ndarray, mag: np.ndarray, radius: float) -> np.ndarray:
+    """Sources with no brighter source within ``radius`` (same units as x, y)."""
+    out = np.ones(len(x), bool)
+    tree = cKDTree(np.c_[x, y])
+    for i, near in enumerate(tree.query_ball_point(np.c_[x, y], radius)):
+        out[i] = not any(mag[j] < mag[i] for j in near if j != i)
+    return out
+
+
+def isolated_stars(truth: Table, x: np.ndarray, y: np.ndarray, *, pixscale: float,
+                   radius_arcsec: float = 1.5, flux_ratio: float = 0.01, floor_mag: float = 28.5) -> np.ndarray:
+    """Truth stars with no other truth source within ``radius_arcsec`` brighter (F160W) than
+    ``flux_ratio`` x the star and than ``floor_mag`` (a source below half the nominal 5-sigma
+    depth adds well under the noise to a 0.7" aperture; the truth's ``is_isolated`` counts
+    sources of any brightness, which leaves few stars isolated among a deep field's faint
+    galaxies)."""
+    flux = np.asarray(truth["flux_f160w"], float)
+    floor = 10 ** (-0.4 * (floor_mag - 23.9))
+    stars = np.flatnonzero(np.asarray(truth["kind"]).astype(str) == "star")
+    out = np.zeros(len(truth), bool)
+    tree = cKDTree(np.c_[x, y])
+    for i in stars:
+        near = [j for j in tree.query_ball_point([x[i], y[i]], radius_arcsec / pixscale) if j != i]
+        out[i] = not any(flux[j] > max(flux_ratio * flux[i], floor) for j in near)
+    return out
+
+
+def empty_aperture_depth(sci: np.ndarray, wht: np.ndarray, seg: np.ndarray, *, pixscale: float,
+                         ujy_per_count: float, ee: float, n: int = 3000, seed: int = 0) -> tuple[float, int]:
+    """5-sigma depth (AB, total flux of a point source) of an image from 0.7"-aperture sums at
+    random positions whose aperture (plus 2 pixels) holds no segment and no uncovered pixel:
+    ``23.9 - 2.5 log10(5 NMAD(sums) / ee)`` with the image's smooth background subtracted.
+    ``seg`` is on the same grid. Returns (depth, number of apertures used)."""
+    import sep
+
+    from pipeline.photometry import error_and_mask, estimate_background
+
+    err, nocov = error_and_mask(sci, wht)
+    bkg = estimate_background(sci, err, nocov, pixscale=pixscale)
+    data = np.ascontiguousarray(np.where(nocov, 0.0, sci - bkg.level), dtype=np.float64)
+    r = 0.35 / pixscale
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(r + 2, sci.shape[1] - r - 3, n)
+    y = rng.uniform(r + 2, sci.shape[0] - r - 3, n)
+    blocked = ((seg > 0) | nocov).astype(np.float64)
+    hit = sep.sum_circle(blocked, x, y, r + 2, subpix=1)[0]
+    flux = sep.sum_circle(data, x[hit == 0], y[hit == 0], r)[0] * ujy_per_count
+    if flux.size < 20:
+        return float("nan"), int(flux.size)
+    return float(23.9 - 2.5 * np.log10(5 * nmad(flux) / ee)), int(flux.size)
+
+
+@dataclass
+class PointSources:
+    n: int
+    median_rel: float
+    n_faint: int
+    pull_nmad: float
+    pull_std: float
+    bright_rel_nmad: float
+
+
+def point_source_scores(flux: np.ndarray, err: np.ndarray, true: np.ndarray, *,
+                        faint_sn: float = FAINT_SN, bright_sn: float = BRIGHT_SN) -> PointSources:
+    """Median of flux / true - 1 over all finite values; the scatter (NMAD and standard
+    deviation) of (flux - true) / err over the noise-limited ones (true S/N = true / err below
+    ``faint_sn``); the NMAD of flux / true - 1 over those above ``bright_sn``, whose errors the
+    photon noise no longer dominates (the per-source systematic floor: PSF sampling)."""
+    ok = np.isfinite(flux) & np.isfinite(err) & (err > 0) & (true > 0)
+    rel = flux[ok] / true[ok] - 1
+    sn = true[ok] / err[ok]
+    pull = ((flux[ok] - true[ok]) / err[ok])[sn < faint_sn]
+    return PointSources(int(ok.sum()), float(np.median(rel)) if ok.any() else float("nan"), int(pull.size),
+                        nmad(pull), float(np.std(pull)) if pull.size else float("nan"), nmad(rel[sn > bright_sn]))
+
+
+# ----------------------------------------------------------------------------- reading the runs
+def latest_run(conn, field: str, stage: str) -> dict:
+    from sqlalchemy import text
+
+    row = conn.execute(text(
+        "SELECT r.run_id, r.wall_time_s, r.peak_rss_mb FROM run r JOIN field f USING (field_id) "
+        "WHERE f.name = :f AND r.stage = :s AND r.status = 'succeeded' ORDER BY r.run_id DESC LIMIT 1"),
+        {"f": field, "s": stage}).mappings().one()
+    return dict(row)
+
+
+def evaluate(engine, field: str, mock_dir: Path, *, match_arcsec: float = MATCH_ARCSEC) -> dict:
+    """Scores of the newest detect and photometry runs of ``field`` against the mock's truth."""
+    from sqlalchemy import text
+
+    from alcsdb.copyload import fetch_columns
+    from pipeline.images import load_image, pixscale_arcsec
+    from pipeline.photometry import APERTURE_DIAMETERS_ARCSEC, total_correction
+    from pipeline.runner import run_products
+    from pipeline.stages.detect import load_mosaics
+
+    truth = Table.read(mock_dir / "truth.fits", "SOURCES")
+    offsets = Table.read(mock_dir / "truth.fits", "OFFSETS")
+    hst = np.array([not str(f).startswith("irac") for f in offsets["file"]])
+    mjd = float(np.mean(offsets["mjd"][hst]))
+    with engine.connect() as conn:
+        det_run = latest_run(conn, field, "detect")["run_id"]
+        phot_run = latest_run(conn, field, "photometry")["run_id"]
+        det_products = {p.kind: p for p in run_products(conn, det_run)}
+        used = conn.execute(text("SELECT product_id FROM run_input WHERE run_id = :r"), {"r": det_run}).scalars().all()
+        mosaic_run = conn.execute(text("SELECT DISTINCT run_id FROM product WHERE product_id = ANY(:p)"),
+                                  {"p": list(used)}).scalar_one()
+        mosaics = load_mosaics([dataclasses.replace(p, role=p.kind.removeprefix("hst_"))
+                                for p in run_products(conn, mosaic_run, ("hst_sci", "hst_wht"))])
+        src = fetch_columns(conn, [("source_id", "source_id", "i8"), ("x", "x", "f8"), ("y", "y", "f8")],
+                            "FROM source WHERE run_id = :r ORDER BY id", {"r": det_run})
+        rows = conn.execute(text(
+            "SELECT a.source_id, f.name, a.tot, a.etot FROM aperture_flux a JOIN filter f USING (filter_id) "
+            "WHERE a.run_id = :r AND a.aperture = :ap AND f.name <> 'det'"),
+            {"r": phot_run, "ap": DEPTH_APERTURE}).all()
+    seg, _, det_wcs = load_image(det_products["seg"].path)
+    seg = seg.astype(np.int32)
+    scale = pixscale_arcsec(det_wcs)
+    tx, ty = truth_pixels(truth, det_wcs, mjd)
+    usable = inside(tx, ty, seg.shape, EDGE_ARCSEC / scale)
+    f160 = next(m for m in mosaics if m["filter"] == "f160w")
+    factor = int(round(scale / f160["pixscale"]))
+    ee = 1.0 / float(total_correction("f160w", np.array([APERTURE_DIAMETERS_ARCSEC[DEPTH_APERTURE] / 2]))[0])
+    depth, n_empty = empty_aperture_depth(f160["sci"], f160["wht"], np.kron(seg, np.ones((factor, factor), np.int32)),
+                                          pixscale=f160["pixscale"], ujy_per_count=f160["ujy"], ee=ee)
+    det = detection_scores(src["x"], src["y"], tx, ty, np.asarray(truth["mag_f160w"], float), seg.shape, depth,
+                           pixscale=scale, match_arcsec=match_arcsec)
+    by_area = completeness_by_segment_area(src["x"], src["y"], tx, ty, np.asarray(truth["mag_f160w"], float), seg,
+                                           depth, pixscale=scale, match_arcsec=match_arcsec)
+
+    # isolated point sources, matched one to one
+    stars = usable & isolated_stars(truth, tx, ty, pixscale=scale)
+    dist, idx = nearest(tx[stars], ty[stars], src["x"], src["y"], match_arcsec / scale)
+    star_rows, star_src = np.flatnonzero(stars)[idx >= 0], src["source_id"][idx[idx >= 0]]
+    by_key = {(int(s), name): (tot, etot) for s, name, tot, etot in rows}
+    filters = [m["filter"] for m in mosaics]
+    points, baseline = {}, {}
+    for m in mosaics:
+        f = m["filter"]
+        true = np.asarray(truth[f"flux_{f}"], float)[star_rows]
+        vals = np.array([by_key.get((int(s), f), (np.nan, np.nan)) for s in star_src], float).reshape(-1, 2)
+        vals[vals[:, 0] > SATURATED_UJY] = np.nan
+        points[f] = point_source_scores(vals[:, 0], vals[:, 1], true)
+        baseline[f] = point_source_scores(*_truth_position_apertures(m, truth, star_rows, mjd), true)
+    det_blocks = _block_scale_detection(det_products, det_wcs, tx, ty, truth, depth, scale, match_arcsec)
+    return {"detect_run": det_run, "photometry_run": phot_run, "depth": depth, "n_empty": n_empty,
+            "detection": det, "detection_block_scale": det_blocks, "by_segment_area": by_area, "n_stars": int(stars.sum()),
+            "n_stars_matched": int(len(star_rows)), "points": points, "baseline": baseline, "filters": filters,
+            "pixels": seg.shape}
+
+
+def _truth_position_apertures(mosaic: dict, truth: Table, rows: np.ndarray, mjd: float
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """0.7" aperture at the true positions on a filter mosaic, background subtracted, divided by
+    the release's EE(0.35"); errors from the weight map with the noise scale, plus Poisson."""
+    from pipeline.photometry import aperture_photometry, error_and_mask, estimate_background, total_correction
+
+    x, y = truth_pixels(truth[rows], mosaic["wcs"], mjd)
+    err, mask = error_and_mask(mosaic["sci"], mosaic["wht"])
+    bkg = estimate_background(mosaic["sci"], err, mask, pixscale=mosaic["pixscale"], err_scale="blocks")
+    out = aperture_photometry(mosaic["sci"], mosaic["wht"], x, y, pixscale=mosaic["pixscale"],
+                              ujy_per_count=mosaic["ujy"], background=bkg, gain=mosaic["header"].get("EXPTIME"))
+    corr = total_correction(mosaic["filter"], np.full(len(rows), 0.35))
+    return out["flux"][:, DEPTH_APERTURE] * corr, out["fluxerr"][:, DEPTH_APERTURE] * corr
+
+
+def _block_scale_detection(det_products, det_wcs, tx, ty, truth, depth, scale, match_arcsec) -> Detection:
+    """Detection on the same image with the error scale of 0.4" block sums (the photometry's,
+    `noise_scale`) instead of the release's mesh rms."""
+    from pipeline import detect as compute
+    from pipeline.images import load_image
+    from pipeline.photometry import error_and_mask, estimate_background
+    from pipeline.stages.detect import DEFAULTS
+
+    image, _, _ = load_image(det_products["det_sci"].path)
+    weight, _, _ = load_image(det_products["det_wht"].path)
+    err, mask = error_and_mask(image, weight)
+    blocks = estimate_background(image, err, mask, pixscale=scale, err_scale="blocks").err_scale
+    # detect() rescales by the mesh rms when asked: give it the block-scaled weight instead
+    params = compute.DetectParams(**{**DEFAULTS, "rescale_weight": False})
+    cat, _ = compute.detect(image, np.where(mask, 0.0, weight / blocks**2), det_wcs, params=params)
+    return detection_scores(np.asarray(cat["x"]), np.asarray(cat["y"]), tx, ty, np.asarray(truth["mag_f160w"], float),
+                            image.shape, depth, pixscale=scale, match_arcsec=match_arcsec)
+
+
+# ----------------------------------------------------------------------------- driver
+def run_cli_stage(url: str, stage: str, field: str, input_dir: Path | None) -> tuple[float, float]:
+    """`alcsdb run STAGE` in a child process: (wall s, CPU s of the child)."""
+    cmd = [sys.executable, "-m", "alcsdb", "--db", url, "run", stage, "--field", field, "--force"]
+    if input_dir is not None:
+        cmd += ["--input", str(input_dir)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"alcsdb run {stage} failed:\n{stdout}\n{stderr}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def print_report(size: float, seed: int, nominal: float, scores: dict, costs: dict, match_arcsec: float) -> None:
+    d, g = scores["detection"], scores["detection_block_scale"]
+    print(f"\nHST accuracy on a {size:g}' mock (seed {seed}); detection grid {scores['pixels'][1]}x"
+          f"{scores['pixels'][0]} px; match radius {match_arcsec:g}\"")
+    print(f"F160W 5-sigma point-source depth (0.7\" aperture, {scores['n_empty']} empty apertures): "
+          f"{d.depth:.2f} measured, {nominal:.2f} nominal")
+    print(f"\n{'detection':<34} {'pipeline':>10} {'block scale':>13}  target")
+    print(f"  {'truth sources < depth - 1':<32} {d.n_bright:>10} {g.n_bright:>13}")
+    print(f"  {'completeness':<32} {100 * d.completeness:>9.1f}% {100 * g.completeness:>12.1f}%  >= 95%")
+    print(f"  {'detections':<32} {d.n_detected:>10} {g.n_detected:>13}")
+    print(f"  {'spurious':<32} {100 * d.spurious:>9.1f}% {100 * g.spurious:>12.1f}%  < 2%")
+    print(f"  {'median offset (arcsec)':<32} {d.median_offset_arcsec:>10.4f} {g.median_offset_arcsec:>13.4f}  < 0.02")
+    label = "  no brighter source within 1 arcsec"
+    print(f"  {label:<32} {d.median_offset_unblended_arcsec:>10.4f} "
+          f"{g.median_offset_unblended_arcsec:>13.4f}")
+    print("  completeness by the area of the segment under the true position:")
+    for lo, hi, n, frac in scores["by_segment_area"]:
+        print(f"    {lo:>5g}-{hi:<5g} arcsec2 {n:>5} sources {100 * frac:>6.1f}%")
+    print(f"\nisolated point sources: {scores['n_stars']} in the field, {scores['n_stars_matched']} matched")
+    print(f"  {'filter':<7} {'n':>3} {'median-1':>9} {'n(S/N<20)':>10} {'pull NMAD':>10} {'pull std':>9} "
+          f"{'S/N>100 NMAD':>13}   baseline: {'median-1':>8} {'pull NMAD':>10}")
+    for f in scores["filters"]:
+        p, b = scores["points"][f], scores["baseline"][f]
+        print(f"  {f:<7} {p.n:>3} {100 * p.median_rel:>+8.2f}% {p.n_faint:>10} {p.pull_nmad:>10.2f} {p.pull_std:>9.2f} "
+              f"{100 * p.bright_rel_nmad:>12.2f}%   {'':>9} {100 * b.median_rel:>+7.2f}% {b.pull_nmad:>10.2f}")
+    print("  targets: median within +-2%, pull scatter 0.8-1.2")
+    print(f"\n{'stage':<11} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}")
+    for stage, c in costs.items():
+        print(f"  {stage:<9} {c['wall_time_s']:>8.1f} {c['cpu_s']:>8.1f} {c['peak_rss_mb']:>12.0f}")
+    if d.missed:
+        print("\nmissed truth sources (x, y, F160W):", ", ".join(f"({x:.0f}, {y:.0f}, {m:.2f})" for x, y, m in d.missed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--size-arcmin", type=float, default=2.0, help="side of the simulated field (default 2)")
+    p.add_argument("--seed", type=int, default=1, help="mock seed (default 1)")
+    p.add_argument("--field", default="j001408m3023", help="field simulated (its centre and redshift)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="folder for the mock and the database (default /tmp/alcsdb-hst-bench-SIZE-SEED); "
+                        "an existing mock there is reused")
+    p.add_argument("--match-arcsec", type=float, default=MATCH_ARCSEC,
+                   help=f"truth-detection match radius (default {MATCH_ARCSEC})")
+    p.add_argument("--keep", action="store_true", help="keep the database schema (its name is printed)")
+    p.add_argument("--schema", default=None,
+                   help="reuse this kept schema (and keep it): with --stages, re-run only later stages")
+    p.add_argument("--stages", nargs="*", choices=STAGES, default=list(STAGES),
+                   help="stages to (re)run before scoring (default all three)")
+    args = p.parse_args(argv)
+    work = args.workdir or Path(f"/tmp/alcsdb-hst-bench-{args.size_arcmin:g}-{args.seed}")
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["ALCSDB_HOME"] = str(work / "home")
+
+    import json
+
+    from sqlalchemy import text
+
+    from alcsdb import db
+    from pipeline.mock import _field_defaults, simulate_field
+
+    mock_dir = work / "mock"
+    if not (mock_dir / "mock.json").exists():
+        simulate_field(mock_dir, field=args.field, size_arcmin=args.size_arcmin, seed=args.seed,
+                       **_field_defaults(args.field))
+    nominal = json.loads((mock_dir / "mock.json").read_text())["parameters"]["depth"]["f160w"]
+    base = db.embedded_url()
+    schema = args.schema or f"bench_{uuid.uuid4().hex[:8]}"
+    keep = args.keep or args.schema is not None
+    admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
+    if args.schema is None:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = db.with_schema(base, schema)
+    engine = db.make_engine(url)
+    try:
+        db.upgrade(engine)
+        costs = {}
+        for stage in args.stages:
+            wall, cpu = run_cli_stage(url, stage, args.field, mock_dir if stage == "mosaic" else None)
+            with engine.connect() as conn:
+                costs[stage] = {**latest_run(conn, args.field, stage), "cpu_s": cpu, "process_wall_s": wall}
+        scores = evaluate(engine, args.field, mock_dir, match_arcsec=args.match_arcsec)
+    finally:
+        engine.dispose()
+        if keep:
+            print(f"schema kept: {schema}")
+        else:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+    print_report(args.size_arcmin, args.seed, nominal, scores, costs, args.match_arcsec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
