@@ -13,8 +13,8 @@ neighbour within 2"):
 
 and, as the baseline, the same numbers for a 3"-diameter aperture on the IRAC mosaic (local sky
 from a 6-9" annulus, PSF aperture correction), which shows what the model photometry buys for
-blended sources. The irac stage is timed as a separate `alcsdb run irac` process (wall time and
-peak resident memory, its process tree included) for each `--n-proc` value given.
+blended sources. The irac stage is timed as a separate `alcsdb run irac` process (wall time, CPU
+time and peak resident memory of its process tree) for each `--n-proc` value given.
 
 "True" flux of a detection: each truth source is given to the segment (of the watershed-grown
 segmentation the fit used) under its position; a detection's true flux is the sum over the truth
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -229,20 +230,34 @@ def evaluate(engine, field: str, truth: Table, irac_run: int) -> dict[str, dict]
 
 
 def run_irac_process(url: str, field: str, overrides: list[str]) -> tuple[float, float, float, int]:
-    """`alcsdb run irac` in a child process: (wall s, CPU s and peak RSS MB of the child and its
-    workers, run id)."""
+    """`alcsdb run irac` in a child process: (wall s, CPU s of the child and its workers, peak resident
+    memory MB of that process tree sampled every 0.1 s, run id). The child's own rusage maximum
+    cannot be used: Linux carries the forking parent's high-water mark (this script, after the
+    mosaic stage) over into the child."""
+    import psutil
+
     cmd = [sys.executable, "-m", "alcsdb", "--db", url, "run", "irac", "--field", field, "--force"]
     for item in overrides:
         cmd += ["--param", item]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watched = psutil.Process(proc.pid)
+    peak = 0.0
+    while proc.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree) / 2 ** 20)
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
     wall = time.perf_counter() - t0
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    output = proc.stdout.read()
     if proc.returncode != 0:
-        raise RuntimeError(f"alcsdb run irac failed:\n{stdout}\n{stderr}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, _run_id(url)
+        raise RuntimeError(f"alcsdb run irac failed:\n{output}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return wall, cpu, peak, _run_id(url)
 
 
 def _run_id(url: str) -> int:
