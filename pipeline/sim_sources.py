@@ -30,8 +30,8 @@ BG_MAG_RANGE = (18.0, 29.5)
 CLUSTER_DENSITY = 25.0  # members per arcmin^2 of simulated area
 CLUSTER_CORE_ARCSEC = 25.0
 STAR_DENSITY = 8.0  # per arcmin^2
-FAINT_STAR_DENSITY = 6.0  # per arcmin^2, G in FAINT_STAR_G: point sources whose photometry is noise limited
-FAINT_STAR_G = (24.0, 27.5)
+FAINT_STAR_DENSITY = 10.0  # per arcmin^2, G in FAINT_STAR_G: point sources whose photometry is noise limited
+FAINT_STAR_G = (25.5, 29.0)
 
 
 def tangent_to_radec(xi, eta, ra0: float, dec0: float):

@@ -3,8 +3,9 @@ the mock's truth (issue 5 item 6), and the fixes that scoring needed:
 
 - drizzle weights from each exposure's background noise, not the pixel errors that include the
   sources' own Poisson noise (which biased undersampled stars 8-20% low);
-- the photometry's error scale measured on block sums with halos and sources cancelled, not
-  sep's mesh rms (3.9x too high in a cluster core: errors 4x too high);
+- the photometry's aperture errors scaled per aperture size to the scatter of empty apertures
+  (confusion, correlated noise, background residuals), not sep's mesh rms (3.9x the pixel noise
+  in a cluster core);
 - the sources' Poisson noise in the filter aperture errors;
 - sources whose Kron radius sep cannot measure keep the minimum circle instead of being dropped;
 - the mock's Sersic stamps hold each pixel's flux (point-sampled cusps made bulges look like stars),
@@ -164,6 +165,25 @@ def test_noise_scale_includes_pixel_to_pixel_correlation():
     assert expected > 1.2
     measured = noise_scale(noise.astype(np.float32), err, np.zeros(noise.shape, bool), pixscale=0.1)
     assert measured == pytest.approx(expected, rel=0.08)
+
+
+def test_empty_aperture_scale_measures_aperture_noise_away_from_sources():
+    """White noise of sigma 2 with a weight map claiming 1, plus bright sources covered by their
+    segments: every aperture size scales by ~2 (the sources, masked, do not count)."""
+    from pipeline.photometry import Background, empty_aperture_scale
+
+    rng = np.random.default_rng(11)
+    shape = (500, 500)
+    image = rng.normal(0.0, 2.0, shape)
+    seg = np.zeros(shape, np.int32)
+    yy, xx = np.indices(shape)
+    for k, (x0, y0) in enumerate(rng.uniform(30, 470, (25, 2)), start=1):
+        r = np.hypot(xx - x0, yy - y0)
+        image += 500.0 * np.exp(-0.5 * (r / 3.0) ** 2)
+        seg[r < 12] = k
+    background = Background(level=np.zeros(shape, np.float32), err_scale=1.0)
+    scales = empty_aperture_scale(image, np.ones(shape), seg, pixscale=0.1, background=background)
+    np.testing.assert_allclose(scales, 2.0, rtol=0.12)
 
 
 def test_aperture_errors_add_the_sources_poisson_noise():

@@ -3,9 +3,9 @@
 Reads the newest detect run (its sources, detection image and segmentation) and the HST
 mosaics that run detected on. For the detection image and each filter: fluxes in the 7
 apertures at the detection positions (no PSF matching, as the release), neighbours masked
-by the segmentation; errors from the weight map scaled to the measured noise of 0.4" block
-sums (`estimate_background(err_scale="blocks")`), plus the source's Poisson noise (the
-mosaic's total EXPTIME as gain); `apcorr_i = flux_auto / flux_aper_i` (detection image); per
+by the segmentation; errors from the weight map scaled, per aperture size, to the scatter of
+empty apertures (`empty_aperture_scale`: correlated noise, confusion, background residuals),
+plus the source's Poisson noise (the mosaic's total EXPTIME as gain); `apcorr_i = flux_auto / flux_aper_i` (detection image); per
 filter `{f}_tot_corr` from the point-source curve of growth at the circularized Kron radius, and
 `corr`, `tot` with errors. Writes `aperture_flux` and `total_correction` rows.
 """
@@ -59,8 +59,10 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         scale = pixscale_arcsec(wcs)
         bkg = (compute.estimate_background(sci, err, mask, pixscale=scale, err_scale="blocks")
                if params["background"] else None)
+        scales = (compute.empty_aperture_scale(sci, wht, seg_map, pixscale=scale, background=bkg)
+                  if bkg is not None else None)
         return compute.aperture_photometry(sci, wht, x, y, pixscale=scale, ujy_per_count=ujy, seg=seg_map,
-                                           background=bkg, gain=exptime, **common)
+                                           background=bkg, gain=exptime, aperture_err_scale=scales, **common)
 
     progress("detection image apertures")
     det = compute.aperture_photometry(image, weight, src["x"], src["y"], pixscale=det_scale, ujy_per_count=1.0,
