@@ -364,6 +364,43 @@ def _print_stage(result) -> None:
         click.echo(f"{result.stage:>10}  {result.field}: run {result.run_id} in {result.seconds:.1f} s  {rows}")
 
 
+def _cluster_options(fn: Callable) -> Callable:
+    fn = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                      help="Run on a dask LocalCluster of N worker processes (N > 1); 1 runs in this process.")(fn)
+    return click.option("--scheduler", metavar="ADDRESS",
+                        help="Run on an existing dask.distributed scheduler (e.g. tcp://host:8786).")(fn)
+
+
+def _run_jobs(state: State, jobs: list, stages: tuple[str, ...], overrides: dict, force: bool,
+              scheduler: str | None, workers: int) -> list:
+    """Run the jobs in this process, or on a dask cluster when --scheduler or --workers N > 1."""
+    from pipeline import runner
+
+    engine = state.migrated_engine()
+    kw = dict(stages=stages, overrides=overrides, force=force, progress=lambda msg: log.info(msg),
+              on_result=_print_stage)
+    if scheduler and workers > 1:
+        raise click.UsageError("--scheduler and --workers exclude each other (the scheduler has its workers)")
+    if not scheduler and workers == 1:
+        return runner.run_fields(engine, jobs, **kw)
+    from pipeline import distributed
+
+    with distributed.open_cluster(scheduler, workers) as client:
+        log.info(distributed.describe(client))
+        return distributed.run_fields(client, engine, jobs, **kw)
+
+
+def _report(outcomes: list) -> None:
+    """One error stops the command as one line; several fields' errors print one line each."""
+    failed = [o for o in outcomes if o.error is not None]
+    if len(outcomes) == 1 and failed:
+        raise failed[0].error
+    for o in failed:
+        click.echo(f"error: {o.field}, stage {o.failed_stage}: {one_line(o.error)}", err=True)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
 @cli.command("run")
 @click.argument("stage", type=click.Choice(["mosaic", "detect", "photometry", "irac", "photoz"]))
 @click.option("--field", required=True, help="Field name or root.")
@@ -371,31 +408,41 @@ def _print_stage(result) -> None:
 @click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Raw exposures folder (mosaic stage; e.g. made by `alcsdb mock`).")
 @click.option("--force", is_flag=True, help="Run even if an identical run (same inputs and parameters) exists.")
+@_cluster_options
 @pass_state
-def run_cmd(state: State, stage: str, field: str, params: tuple[str, ...], input_dir: Path | None, force: bool) -> None:
+def run_cmd(state: State, stage: str, field: str, params: tuple[str, ...], input_dir: Path | None, force: bool,
+            scheduler: str | None, workers: int) -> None:
     """Run one pipeline STAGE for a field, as a recorded run."""
-    from pipeline.runner import parse_params, run_stage
+    from pipeline.runner import FieldJob, parse_params
 
     if stage == "mosaic" and input_dir is None:
         raise click.UsageError("the mosaic stage needs --input DIR (raw exposures)")
-    _print_stage(run_stage(state.migrated_engine(), stage, field, overrides=parse_params(params), input_dir=input_dir,
-                           force=force, progress=lambda msg: log.info(msg)))
+    _report(_run_jobs(state, [FieldJob(field, input_dir)], (stage,), {stage: parse_params(params)}, force,
+                      scheduler, workers))
 
 
 @cli.command("pipeline")
-@click.option("--field", required=True, help="Field name or root.")
+@click.option("--field", help="Field name or root (its raw exposures in --input DIR).")
+@click.option("--all-fields", is_flag=True,
+              help="Every field with inputs: --input DIR holds one sub-folder per field (DIR/FIELD/hst/ ...).")
 @click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Raw exposures folder.")
+              help="Raw exposures folder (with --all-fields: the folder of the fields' folders).")
 @click.option("--force", is_flag=True, help="Re-run stages even when unchanged.")
+@_cluster_options
 @pass_state
-def pipeline_cmd(state: State, field: str, input_dir: Path, force: bool) -> None:
+def pipeline_cmd(state: State, field: str | None, all_fields: bool, input_dir: Path, force: bool,
+                 scheduler: str | None, workers: int) -> None:
     """Run every stage in order (mosaic, detect, photometry, irac, photoz), skipping unchanged ones."""
-    from pipeline.runner import STAGES, run_stage
+    from pipeline.runner import STAGES, FieldJob, field_jobs
 
-    engine = state.migrated_engine()
-    for stage in STAGES:
-        _print_stage(run_stage(engine, stage, field, input_dir=input_dir if stage == "mosaic" else None, force=force,
-                               progress=lambda msg: log.info(msg)))
+    if bool(field) == all_fields:
+        raise click.UsageError("give either --field F or --all-fields")
+    if all_fields:
+        with state.migrated_engine().connect() as conn:
+            jobs = field_jobs(conn, input_dir)
+    else:
+        jobs = [FieldJob(field, input_dir)]
+    _report(_run_jobs(state, jobs, STAGES, {}, force, scheduler, workers))
 
 
 @cli.command("mock")
@@ -470,12 +517,13 @@ def _jsonable(value: Any) -> Any:
 
 def _register_commands() -> None:
     """Commands kept in their own modules (they import `State`/`pass_state` from here)."""
-    from . import cli_audit, cli_external, cli_roles
+    from . import cli_audit, cli_external, cli_plot, cli_roles
 
     cli.add_command(cli_external.external_group)
     cli.add_command(cli_external.crossmatch_cmd)
     cli.add_command(cli_external.compare_cmd)
     cli_audit.register(cli, version_group)
+    cli_plot.register(cli)
     db_group.add_command(cli_roles.roles_cmd)
     db_group.add_command(cli_roles.grant_cmd)
 

@@ -11,7 +11,9 @@ Every stage is a module in `pipeline/stages/` with
 
 `run_stage` wraps it: a stage whose parameters and input files (sha256) equal those of an
 earlier succeeded run of the same field is skipped (unless `force`), otherwise it runs in one
-`stage_run` (all rows or none) with its inputs recorded as `run_input`.
+`stage_run` (all rows or none) with its inputs recorded as `run_input`. `run_fields` runs the
+stages of several fields, in this process one field after another; `pipeline.distributed` runs
+the same on a dask cluster (fields in parallel, each field's stages in order).
 """
 from __future__ import annotations
 
@@ -151,7 +153,10 @@ def equivalent_run(conn: Connection, field: Field, stage: str, params: dict, inp
 
 
 def run_stage(engine: Engine, stage: str, field_name: str, *, overrides: dict | None = None,
-              input_dir: Path | None = None, force: bool = False, progress: Progress | None = None) -> StageResult:
+              input_dir: Path | None = None, force: bool = False, progress: Progress | None = None,
+              note: str | None = None) -> StageResult:
+    """Run (or skip) one stage of a field. ``note`` goes to the run's `message` (e.g. the dask
+    worker and cluster that ran it); it is not a parameter, so it never changes `params_hash`."""
     module = stage_module(stage)
     params = merged_params(module, overrides or {})
     say = progress or (lambda msg: log.info(msg))
@@ -167,7 +172,7 @@ def run_stage(engine: Engine, stage: str, field_name: str, *, overrides: dict | 
                 return StageResult(stage, field.name, same, True, 0.0, {},
                                    f"unchanged inputs and parameters: run {same} stands")
     t0 = time.perf_counter()
-    with stage_run(engine, stage, field_id=field.field_id, params=params) as run:
+    with stage_run(engine, stage, field_id=field.field_id, params=params, message=note) as run:
         for item in inputs:
             run.add_input(item.product_id, item.role)
         outdir = products_dir(field.name, stage, run.run_id)
@@ -185,3 +190,72 @@ def run_pipeline(engine: Engine, field_name: str, *, input_dir: Path | None = No
         results.append(run_stage(engine, stage, field_name, overrides=(overrides or {}).get(stage),
                                  input_dir=input_dir if stage == "mosaic" else None, force=force, progress=progress))
     return results
+
+
+@dataclass(frozen=True)
+class FieldJob:
+    """A field to process, with its raw exposures folder (for the mosaic stage) if any."""
+
+    field: str
+    input_dir: Path | None = None
+
+
+@dataclass
+class FieldOutcome:
+    """What happened to a field: the results of the stages that ran or were skipped, and the
+    error that stopped it (``failed_stage``), if one did."""
+
+    field: str
+    results: list[StageResult]
+    error: Exception | None = None
+    failed_stage: str | None = None
+
+
+def field_jobs(conn: Connection, input_dir: Path) -> list[FieldJob]:
+    """`pipeline --all-fields`: one job per sub-folder of ``input_dir`` (named for a field, by
+    name or root, holding that field's raw exposures as `alcsdb mock DIR/FIELD` writes them).
+
+    Checked before anything runs: an unknown name, two folders for one field, a folder without
+    HST exposures or no sub-folder at all is an InputError naming the folder.
+    """
+    from .stages.mosaic import RAW_PATTERNS
+
+    folders = sorted(p for p in Path(input_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise InputError(f"{input_dir}: no field folders (expected one sub-folder per field, e.g. "
+                         f"{Path(input_dir) / 'j001408m3023'}/hst/)")
+    jobs: dict[str, FieldJob] = {}
+    for folder in folders:
+        try:
+            _, name = resolve_field(conn, folder.name)
+        except InputError as exc:
+            raise InputError(f"{folder}: the folder name is not a known field ({exc})") from None
+        if name in jobs:
+            raise InputError(f"{folder} and {jobs[name].input_dir} are both field {name}")
+        if not any(folder.glob(RAW_PATTERNS["raw_flt"])):
+            raise InputError(f"{folder}: no HST exposures ({RAW_PATTERNS['raw_flt']})")
+        jobs[name] = FieldJob(name, folder)
+    return list(jobs.values())
+
+
+def run_fields(engine: Engine, jobs: list[FieldJob], *, stages: tuple[str, ...] = STAGES,
+               overrides: dict[str, dict] | None = None, force: bool = False, progress: Progress | None = None,
+               on_result: Callable[[StageResult], None] | None = None) -> list[FieldOutcome]:
+    """The ``stages`` of every field in this process, one field after another. A stage that
+    fails stops its field (its run is marked failed) but not the other fields."""
+    outcomes = []
+    for job in jobs:
+        outcome = FieldOutcome(job.field, [])
+        for stage in stages:
+            try:
+                result = run_stage(engine, stage, job.field, overrides=(overrides or {}).get(stage),
+                                   input_dir=job.input_dir if stage == "mosaic" else None, force=force,
+                                   progress=progress)
+            except Exception as exc:  # reported per field by the caller
+                outcome.error, outcome.failed_stage = exc, stage
+                break
+            outcome.results.append(result)
+            if on_result:
+                on_result(result)
+        outcomes.append(outcome)
+    return outcomes
