@@ -8,6 +8,8 @@ Checks (each violation names its check, its subject and what is wrong):
 | `run_status`   | a row (any measurement table, `run_input`, a version pin) of a run not `succeeded` |
 | `abandoned`    | a run left `running` by a process that is gone; the audit marks it `abandoned`     |
 | `version_hash` | a catalog version whose rows no longer hash to its stored content hash             |
+| `version_snapshot` | a version's stored release tables (`alcsdb.snapshot`) differ from the tables   |
+|                | its rows give (checked when the rows still match the content hash)                 |
 | `orphans`      | rows that no stage could have written: a table its run's stage does not write, a   |
 |                | field other than the run's, measurements of sources of several detection runs, BCDs |
 |                | written by another run than their AOR, a version pin of the wrong stage or field   |
@@ -29,7 +31,8 @@ from sqlalchemy import Connection, Engine, text
 from .fields import resolve_field
 from .provenance import abandoned_runs, file_sha256
 from .schema import MEASUREMENT_TABLES
-from .versions import ROLE_TABLE, verify_hash
+from .snapshot import check as check_snapshot
+from .versions import ROLE_TABLE, verify_hash, version_runs
 
 #: the stages that write each table (ingest loads release files into all catalog tables)
 WRITERS = {
@@ -71,7 +74,8 @@ class AuditReport:
     def summary(self) -> str:
         c = self.checked
         return (f"{c.get('products', 0)} product files checked ({c.get('bytes', 0) / 1e6:.1f} MB), "
-                f"{c.get('runs', 0)} runs, {c.get('versions', 0)} version hashes, "
+                f"{c.get('runs', 0)} runs, {c.get('versions', 0)} version hashes "
+                f"({c.get('snapshots', 0)} field snapshots), "
                 f"{c.get('live_runs', 0)} run(s) running now")
 
 
@@ -138,13 +142,24 @@ def check_versions(conn: Connection, field_id: int | None, report: AuditReport) 
         "SELECT v.name FROM catalog_version v WHERE :f IS NULL OR EXISTS (SELECT 1 FROM catalog_version_run c "
         "WHERE c.version_id = v.version_id AND c.field_id = :f) ORDER BY v.version_id"),
         {"f": field_id}).scalars().all()
+    snapshots = 0
     for name in names:
         stored, now = verify_hash(conn, name)
         if stored != now:
             report.violations.append(Violation(
                 "version_hash", f"version {name}",
                 f"rows hash to {now}, stored {stored}: rows of its pinned runs were added or changed"))
+            continue  # the rows are in doubt: comparing the snapshot with them would say nothing more
+        version, fields = version_runs(conn, name)
+        for fr in fields:
+            if field_id is not None and fr.field_id != field_id:
+                continue
+            problems = check_snapshot(conn, version["version_id"], fr)
+            snapshots += problems is not None
+            for problem in problems or []:
+                report.violations.append(Violation("version_snapshot", f"version {name}", f"{fr.field} {problem}"))
     report.checked["versions"] = len(names)
+    report.checked["snapshots"] = snapshots
 
 
 def check_orphans(conn: Connection, field_id: int | None, report: AuditReport) -> None:

@@ -174,6 +174,55 @@ def fetch_columns(conn: Connection, select: list[tuple[str, str, str]], from_sql
     return {name: rows[name].astype(_FETCH[kind][2][1:]) for name, _, kind in select}
 
 
+class _Chunks:
+    """A file-like sink that keeps what COPY writes, joined once at the end."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data) -> None:
+        self.parts.append(data)
+
+
+def copy_out_binary(conn: Connection, sql: str, params: dict) -> bytes:
+    """The raw binary COPY stream of `SELECT ...` (header, rows, trailer)."""
+    sink = _Chunks()
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.copy_expert(f"COPY ({bind_params(conn, sql, params)}) TO STDOUT WITH (FORMAT binary)", sink)
+    finally:
+        cursor.close()
+    return b"".join(sink.parts)
+
+
+def parse_binary_rows(raw: bytes) -> list[list[memoryview | None]]:
+    """The fields of each row of a binary COPY stream, as views into `raw` (None for NULL).
+
+    A Python loop per field: meant for few rows with large values (bytea), where `fetch_columns`
+    is for many rows of fixed-width numbers.
+    """
+    if raw[:11] != _HEADER[:11]:
+        raise ValueError("not a PostgreSQL binary COPY stream")
+    view = memoryview(raw)
+    pos = 19 + struct.unpack_from(">i", raw, 15)[0]
+    rows = []
+    while True:
+        (count,) = struct.unpack_from(">h", raw, pos)
+        pos += 2
+        if count == -1:
+            return rows
+        fields: list[memoryview | None] = []
+        for _ in range(count):
+            (length,) = struct.unpack_from(">i", raw, pos)
+            pos += 4
+            if length < 0:
+                fields.append(None)
+            else:
+                fields.append(view[pos:pos + length])
+                pos += length
+        rows.append(fields)
+
+
 def bind_params(conn: Connection, sql: str, params: dict) -> str:
     """SQL with `:name` markers bound by the driver (psycopg2 mogrify quotes every value), for COPY (query)."""
     cursor = conn.connection.dbapi_connection.cursor()

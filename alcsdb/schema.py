@@ -27,6 +27,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     REAL,
     SmallInteger,
@@ -332,13 +333,18 @@ class Zout(Base):
     """EAZY photometric redshifts: one row per source per photo-z run (zout_columns.md).
 
     SQL names are the release names in lower case (restU -> restu, SFRp -> sfrp).
-    `pz` is p(z) on the run's redshift grid (`run.params['z_grid']`).
+    `pz` is p(z) on the run's redshift grid (the run's `photoz_zgrid` product). `coeffs` are the
+    best-fit template coefficients at z_phot (not a release column): with the run's parameters
+    (template set, MW E(B-V), zeropoints in the product's meta) they rebuild the template SED
+    (`alcsdb plot sed`).
     """
 
     __tablename__ = "zout"
     source_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("source.source_id"), primary_key=True)
     run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("run.run_id", ondelete="RESTRICT"), primary_key=True)
     pz: Mapped[Optional[list]] = mapped_column(ARRAY(REAL), comment="p(z) on the run's z grid")
+    coeffs: Mapped[Optional[list]] = mapped_column(
+        ARRAY(REAL), comment="best-fit coefficients of the run's templates (template file flux units) at z_phot")
     __table_args__ = (Index(None, "run_id"),)
 
 
@@ -378,6 +384,34 @@ class CatalogVersionRun(Base):
     field_id: Mapped[int] = mapped_column(SmallInteger, ForeignKey("field.field_id"), primary_key=True)
     stage: Mapped[str] = mapped_column(Text, primary_key=True)
     run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("run.run_id", ondelete="RESTRICT"), index=True)
+
+
+class CatalogVersionColumn(Base):
+    """A version's release-format tables, written once with the version: one row per file column.
+
+    `kind` `phot` is `{root}_irac_phot_apcorr.fits`, `zout` `{root}_irac.eazypy.zout.fits`. `data`
+    holds the column's values as the file holds them (big-endian `dtype`, `repeat` values per
+    row, rows in catalog id order, -99 for missing); export reads these instead of rebuilding
+    the tables from the measurement rows, and `audit` checks them against those rows. Refuses
+    UPDATE and DELETE like the version (migration 0006).
+    """
+
+    __tablename__ = "catalog_version_column"
+    version_id: Mapped[int] = mapped_column(Integer, ForeignKey("catalog_version.version_id"), primary_key=True)
+    field_id: Mapped[int] = mapped_column(SmallInteger, ForeignKey("field.field_id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, primary_key=True, comment="phot or zout")
+    position: Mapped[int] = mapped_column(SmallInteger, primary_key=True, comment="column number in the file, from 1")
+    name: Mapped[str] = mapped_column(Text, comment="FITS TTYPE")
+    dtype: Mapped[str] = mapped_column(Text, comment="numpy dtype of the values, big-endian: >f8, >i4, >i2, ...")
+    repeat: Mapped[int] = mapped_column(SmallInteger, comment="values per row: 1, or the length of a vector column")
+    unit: Mapped[Optional[str]] = mapped_column(Text, comment="FITS TUNIT")
+    data: Mapped[bytes] = mapped_column(LargeBinary, comment="rows x repeat values, big-endian, -99 for missing")
+    __table_args__ = (
+        UniqueConstraint("version_id", "field_id", "kind", "name"),
+        CheckConstraint("kind IN ('phot', 'zout')", name="kind"),
+        CheckConstraint("repeat >= 1", name="repeat"),
+        CheckConstraint("dtype IN ('>f8', '>f4', '>i8', '>i4', '>i2')", name="dtype"),
+    )
 
 
 class ExternalCatalog(Base):

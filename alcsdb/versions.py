@@ -15,6 +15,10 @@ name order, rows ordered by catalog id, filter name and aperture, values as Post
 them (shortest exact float text), surrogate keys (source_id, run_id, filter_id) left out, so
 that re-ingesting an export gives the same hash. Triggers (migration 0003) refuse UPDATE and
 DELETE of versions and of rows of pinned runs; foreign keys refuse deleting pinned runs.
+
+A version also stores its release-format tables (`alcsdb.snapshot`, table
+`catalog_version_column`), built once from the rows when it is created; export reads them, and
+`audit` checks them against the rows. The content hash does not cover them (it is the rows').
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ from .copyload import bind_params
 from .errors import InputError
 from .fields import resolve_field
 from .schema import SOURCE_FLOAT_COLUMNS, SOURCE_INT_COLUMNS, ZOUT_ARRAY_COLUMNS, ZOUT_FLOAT_COLUMNS, ZOUT_INT_COLUMNS
+from .snapshot import build as build_snapshot
+from .snapshot import store as store_snapshot
 
 ROLES = ("detect", "photometry", "irac", "photoz")
 ROLE_TABLE = {"detect": "source", "photometry": "aperture_flux", "irac": "irac_flux", "photoz": "zout"}
@@ -144,11 +150,14 @@ def content_hash(conn: Connection, fields: list[FieldRuns]) -> str:
 
 
 def create_version(engine: Engine, name: str, *, fields: list[str] | None = None, note: str | None = None,
-                   runs: dict[str, int] | None = None) -> dict:
+                   runs: dict[str, int] | None = None, snapshot: bool = True) -> dict:
     """Freeze the latest runs of `fields` (all fields with sources when None) as version `name`.
 
-    `runs` overrides the default choice for a role (`{"photoz": 12}`), for a single field.
+    `runs` overrides the default choice for a role (`{"photoz": 12}`), for a single field. With
+    `snapshot` (the default) the release tables of each field are stored with the version
+    (`alcsdb.snapshot`), in the same transaction, so that export reads them instead of the rows.
     """
+
     validate_name(name)
     with engine.begin() as conn:
         if conn.execute(text("SELECT 1 FROM catalog_version WHERE name = :n"), {"n": name}).scalar():
@@ -180,8 +189,10 @@ def create_version(engine: Engine, name: str, *, fields: list[str] | None = None
                           "VALUES (:v, :f, :s, :r)"),
                      [{"v": version_id, "f": fr.field_id, "s": role, "r": run}
                       for fr in pinned for role, run in fr.runs.items()])
+        stored = sum(store_snapshot(conn, version_id, fr.field_id, build_snapshot(conn, fr)) for fr in pinned
+                     ) if snapshot else 0
     return {"name": name, "version_id": version_id, "content_hash": digest,
-            "fields": {fr.field: fr.runs for fr in pinned}}
+            "fields": {fr.field: fr.runs for fr in pinned}, "snapshot_bytes": stored}
 
 
 def verify_hash(conn: Connection, name: str) -> tuple[str, str]:
