@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import logging
 import os
 import resource
 import socket
@@ -171,11 +172,38 @@ def stage_run(engine: Engine, stage: str, *, field_id: int | None = None, params
                 {"r": run_id, "wall": time.perf_counter() - t0, "rss": peak_rss_mb(),
                  "n": canonical_json(ctx.n_rows)},
             )
+        _analyze(conn, ctx.n_rows)
     except BaseException as exc:
         _mark_failed(engine, run_id, exc, time.perf_counter() - t0)
         raise
     finally:
         _release(conn, run_id)
+
+
+#: a committed run that wrote at least this many rows to a table has the table ANALYZEd
+ANALYZE_MIN_ROWS = 1_000
+
+
+def _analyze(conn: Connection, n_rows: dict[str, int]) -> None:
+    """ANALYZE the tables a committed run filled (docs/scaling.md, "Statistics after a write").
+
+    Until then the planner has no statistics for the new run_id: with every older run in the
+    most-common-values list it estimates 1 row, and joins a field's rows by nested loop (a version
+    of one field took 139 s instead of 3 s in benchmarks/scaling.py; hours at the release's size).
+    Autovacuum only re-analyzes after 10% of a table changed, which one field of 33 never is.
+    ANALYZE samples a fixed 30,000 rows. Outside the stage's transaction (it would hold its lock
+    until commit and serialize concurrent stages); a failure only logs (the rows are committed).
+    """
+    from .schema import Base
+
+    tables = sorted(t for t, n in n_rows.items() if n >= ANALYZE_MIN_ROWS and t in Base.metadata.tables)
+    try:
+        for table in tables:
+            conn.execute(text(f'ANALYZE "{table}"'))
+            conn.commit()
+    except Exception as exc:  # noqa: BLE001 (statistics are an optimisation)
+        conn.rollback()
+        logging.getLogger(__name__).warning("ANALYZE after the run failed: %s", exc)
 
 
 def _release(conn: Connection, run_id: int) -> None:
