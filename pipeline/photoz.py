@@ -212,7 +212,11 @@ class PhotozResult:
     float32), normalized so that its trapezoid integral over ``zgrid`` is 1; NaN rows for
     sources eazy could not fit (fewer than two valid filters). ``zeropoints``: eazy's
     multiplicative flux corrections per filter (order of ``filter_numbers``) when
-    ``zeropoint_iterations > 0``, else None. ``photoz``: the fitted eazy object (its
+    ``zeropoint_iterations > 0``, else None. ``coeffs``: the best-fit template coefficients
+    (N x NTEMP, float32) in the flux units of the template files (eazy's ``coeffs_best``
+    times the grid's ``scale``) at ``z_phot``, or at the first grid redshift for sources with
+    ``z_phot = -1`` that eazy fitted (where their p(z) peaks); NaN rows for sources not
+    fitted; :func:`sed_from_coeffs` rebuilds the SED from them. ``photoz``: the fitted eazy object (its
     ``tempfilt`` is reusable; :func:`sed_data` reads SEDs from it). ``timings``: seconds
     spent building the template grid (0 when one was passed in), fitting (including
     zeropoint iterations) and computing the zout table.
@@ -225,6 +229,7 @@ class PhotozResult:
     filter_numbers: tuple[int, ...]
     photoz: PhotoZ
     timings: dict[str, float]
+    coeffs: np.ndarray
 
     @property
     def n_at_zmin(self) -> int:
@@ -523,11 +528,31 @@ def _release_zout(eazy_zout: Table, photoz: PhotoZ, params: PhotozParams,
     return zout
 
 
+def _fitted(photoz: PhotoZ) -> np.ndarray:
+    """Sources eazy fitted (at least two valid filters): a chi2 on the grid."""
+    return (photoz.chi2_fit != 0).any(axis=1)
+
+
 def _pz(photoz: PhotoZ) -> np.ndarray:
-    fitted = (photoz.chi2_fit != 0).any(axis=1)
+    fitted = _fitted(photoz)
     pz = np.exp(np.asarray(photoz.lnp, dtype=np.float64)).astype(np.float32)
     pz[~fitted] = np.nan
     return pz
+
+
+def _coeffs(photoz: PhotoZ) -> np.ndarray:
+    """Best-fit coefficients in template-file flux units (see :class:`PhotozResult`)."""
+    scale = np.asarray(photoz.tempfilt.scale, dtype=float)
+    coeffs = np.asarray(photoz.coeffs_best, dtype=float) * scale
+    fitted = _fitted(photoz)
+    z_first = float(photoz.zgrid[0])
+    for index in np.flatnonzero(fitted & ~(np.asarray(photoz.zbest) > 0)):
+        # eazy leaves coeffs_best at 0 where zbest = -1: fit at the grid's first redshift
+        spec = photoz.show_fit(int(index), id_is_idx=True, zshow=z_first, show_fnu=1, get_spec=True,
+                               ndraws=0)
+        coeffs[index] = np.nan if spec is None else np.asarray(spec["coeffs"], dtype=float) * scale
+    coeffs[~fitted] = np.nan
+    return coeffs.astype(np.float32)
 
 
 def run_photoz(
@@ -564,6 +589,7 @@ def run_photoz(
             prior=params.apply_prior, beta_prior=params.beta_prior, extra_rf_filters=[],
             absmag_filters=[], save_fits=False, get_err=True, n_proc=fit_n_proc,
             run_find_peaks=True)
+        coeffs = _coeffs(photoz)
     n = len(photoz.cat)
     inputs = {
         "id": np.asarray(photoz.OBJID),
@@ -577,7 +603,7 @@ def run_photoz(
                "fit": fitted - built, "zout": done - fitted}
     return PhotozResult(zout=zout, pz=_pz(photoz), zgrid=np.array(photoz.zgrid),
                         zeropoints=zeropoints, filter_numbers=tuple(int(f) for f in filter_numbers),
-                        photoz=photoz, timings=timings)
+                        photoz=photoz, timings=timings, coeffs=coeffs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -631,6 +657,94 @@ def sed_data(photoz: PhotoZ, index: int) -> SedData:
         template_flux=np.asarray(spec["templf"], dtype=float),
         zgrid=np.asarray(photoz.zgrid, dtype=float),
         pz=np.exp(lnp) if fitted else np.full(lnp.shape, np.nan),
+    )
+
+
+@lru_cache(maxsize=2)
+def _eazy_templates(eazy_dir: Path, templates_file: str) -> tuple[Any, ...]:
+    """The templates as eazy's PhotoZ reads them (its default smoothing, resampling, IGM)."""
+    _import_eazy()  # quietly first: eazy prints on import
+    import eazy.param
+    import eazy.templates
+
+    with _eazy_session(eazy_dir):
+        param = eazy.param.read_param_file(None, verbose=False)
+        return tuple(eazy.templates.read_templates_file(
+            templates_file=str(eazy_dir / templates_file), velocity_smooth=param["TEMPLATE_SMOOTH"],
+            resample_wave=param["RESAMPLE_WAVE"], **param.igm_kwargs))
+
+
+@lru_cache(maxsize=2)
+def _eazy_filter_file(eazy_dir: Path) -> Any:
+    _import_eazy()
+    import eazy.filters
+
+    with _eazy_session(eazy_dir):
+        return eazy.filters.FilterFile(str(eazy_dir / "FILTER.RES.latest"))
+
+
+def sed_from_coeffs(
+    coeffs: np.ndarray,
+    z_phot: float,
+    fluxes: np.ndarray,
+    errors: np.ndarray,
+    filter_numbers: Sequence[int],
+    *,
+    params: PhotozParams,
+    zgrid: np.ndarray,
+    pz: np.ndarray,
+    zeropoints: np.ndarray | None = None,
+    z_spec: float = np.nan,
+    id: Any = None,
+    eazy_dir: Path | str | None = None,
+) -> SedData:
+    """One source's SED rebuilt without refitting, from what a photo-z run stored.
+
+    ``coeffs``: the source's row of :attr:`PhotozResult.coeffs`; ``z_phot`` its redshift (-1:
+    the coefficients are at ``zgrid[0]``); ``fluxes``, ``errors``: its input fluxes (units of
+    ``params.prior_abzp``, NaN = missing) in ``filter_numbers``; ``zeropoints``: the run's
+    (None = 1). Returns what :func:`sed_data` returns for the fitted eazy object, in the same
+    frame (microJansky, corrected for Milky Way extinction and zeropoints, errors with
+    ``SYS_ERR``): the template SED is ``sum(coeffs * template f_nu(z)) * IGM(z)`` and its
+    photometry the templates integrated through the filters (eazy's template grid, without
+    the Milky Way extinction that eazy then removes again).
+    """
+    folder = resolve_eazy_dir(eazy_dir, params)
+    templates = _eazy_templates(folder, params.templates_file)
+    coeffs = np.asarray(coeffs, dtype=float)
+    if coeffs.shape != (len(templates),):
+        raise InputError(f"{coeffs.shape[0] if coeffs.ndim else 0} template coefficients for "
+                         f"{len(templates)} templates of {params.templates_file}")
+    filter_file = _eazy_filter_file(folder)
+    filters = [filter_file[int(n)] for n in filter_numbers]
+    fluxes, errors = np.asarray(fluxes, dtype=float), np.asarray(errors, dtype=float)
+    zp = np.ones(len(filters)) if zeropoints is None else np.asarray(zeropoints, dtype=float)
+    if not fluxes.shape == errors.shape == zp.shape == (len(filters),):
+        raise InputError(f"fluxes {fluxes.shape}, errors {errors.shape} and zeropoints {zp.shape} "
+                         f"must each have one value per filter ({len(filters)})")
+    zgrid = np.asarray(zgrid, dtype=float)
+    z_plot = max(float(z_phot), float(zgrid[0]))
+    ext_corr = 10 ** (0.4 * np.array([f.extinction_correction(params.mw_ebv) for f in filters]))
+    ext_redden = ext_corr if params.cat_has_extcorr else np.ones(len(filters))
+    to_ujy = 10 ** (-0.4 * (params.prior_abzp + 48.6)) * 1e29
+    valid = np.isfinite(fluxes) & np.isfinite(errors) & (errors > 0)
+    frame = ext_redden * zp / ext_corr * to_ujy  # catalog units -> the fit's frame, uJy
+    fitted_error = np.sqrt(errors**2 + (params.sys_err * np.maximum(fluxes, 0)) ** 2)
+
+    wave = templates[0].wave
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tempflux = np.array([np.interp(wave, t.wave, t.flux_fnu(z=z_plot, redshift_type="nearest"))
+                             for t in templates])
+        igm = templates[0].igm_absorption(z=z_plot)
+        model = np.array([[t.integrate_filter(f, z=z_plot, include_igm=True, redshift_type="nearest")
+                           for f in filters] for t in templates])
+    return SedData(
+        id=id, z_phot=float(z_phot), z_spec=float(z_spec) if np.isfinite(z_spec) else -1.0, z_plot=z_plot,
+        pivot=np.array([f.pivot for f in filters], dtype=float),
+        flux=np.where(valid, fluxes * frame, np.nan), error=np.where(valid, fitted_error * frame, np.nan),
+        model_flux=coeffs @ model * to_ujy,
+        template_wave=wave * (1 + z_plot), template_flux=coeffs @ tempflux * igm * to_ujy,
+        zgrid=zgrid, pz=np.asarray(pz, dtype=float),
     )
 
 

@@ -71,10 +71,11 @@ def zphot_vs_zspec_png(z_phot: np.ndarray, z_spec: np.ndarray, path: Path | str,
     return _save(figure, path)
 
 
-def sed_pz_png(source: PhotoZ | SedData, index: int | None, path: Path | str) -> Path:
+def sed_pz_png(source: PhotoZ | SedData, index: int | None, path: Path | str, title: str | None = None) -> Path:
     """SED and p(z) of one source: ``source`` is a fitted eazy PhotoZ with ``index`` the
     source's row, or a :class:`pipeline.photoz.SedData` (then ``index`` must be None).
-    Fluxes in microJansky against observed wavelength in micron. Returns the path."""
+    Fluxes in microJansky against observed wavelength in micron; ``title`` names the source
+    (default ``id {id}``). Returns the path."""
     if isinstance(source, SedData):
         if index is not None:
             raise InputError("index is only for a PhotoZ source; SedData holds one source")
@@ -101,16 +102,19 @@ def sed_pz_png(source: PhotoZ | SedData, index: int | None, path: Path | str) ->
     ax.set_ylabel(r"$f_\nu$ [$\mu$Jy]")
     values = np.concatenate([data.flux[valid] + data.error[valid], data.model_flux])
     top = np.nanmax(values) if np.isfinite(values).any() else 1.0
+    top = top if top > 0 else 1.0
     ax.set_ylim(-0.1 * top, 1.3 * top)
     ax.set_xlim(0.8 * wave_um.min(), 1.25 * wave_um.max())
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     z_spec = f", z_spec = {data.z_spec:.3f}" if data.z_spec > 0 else ""
-    ax.set_title(f"id {data.id}: z_phot = {data.z_phot:.3f}{z_spec}", fontsize=10)
+    ax.set_title(f"{title or f'id {data.id}'}: z_phot = {data.z_phot:.3f}{z_spec}", fontsize=10)
 
     axz = figure.add_subplot(grid[1])
     axz.plot(data.zgrid, data.pz, color="k", lw=1)
-    axz.fill_between(data.zgrid, 0, data.pz, color="0.7", alpha=0.5)
+    axz.fill_between(data.zgrid, 0, np.nan_to_num(data.pz), color="0.7", alpha=0.5)
+    if not np.isfinite(data.pz).any():
+        axz.text(0.5, 0.5, "not fitted", transform=axz.transAxes, ha="center")
     if data.z_phot > 0:
         axz.axvline(data.z_phot, color="tab:blue", lw=1, label="z_phot")
     if data.z_spec > 0:

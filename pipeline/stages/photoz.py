@@ -4,10 +4,20 @@ Input fluxes: each HST filter's total flux `{f}_tot_{i}` (aperture `aperture_ind
 default 2 = D 0.7" as the release README says; the release notebook used 1 = 0.5") and
 error `{f}_etot_{i}`, from the newest photometry run, plus the IRAC model fluxes of the
 newest IRAC run on the same sources when there is one. Filters map to EAZY numbers through
-`alcsdb/data/filters.csv`; the Milky Way E(B-V) is the field's (never looked up). The runs
-read are recorded as parameters (`photometry_run`, `irac_run`), so a new upstream run makes
-the stage run again. Writes one `zout` row per source (every release column, p(z) in `pz`)
-and the product `{field}_photoz_zgrid.fits` (kind `photoz_zgrid`): the redshift grid of `pz`.
+`alcsdb/data/filters.csv`; the Milky Way E(B-V) is the field's (never looked up), recorded
+as the parameter `mw_ebv`. The runs read are recorded as parameters (`photometry_run`,
+`irac_run`), so a new upstream run makes the stage run again.
+
+`z_spec` is the source's own (ingested catalogs), or with `zspec_catalog=NAME` the nearest
+z_spec of that external catalog (`alcsdb external load`) within `zspec_radius_arcsec`
+(for a mock: its truth table, so the QA figure is z_phot against the true redshift).
+
+Writes one `zout` row per source (every release column, p(z) in `pz`, the best-fit template
+coefficients in `coeffs`) and the products `{field}_photoz_zgrid.fits` (kind `photoz_zgrid`:
+the redshift grid of `pz`; its meta holds the fitted filters' EAZY numbers, the zeropoints
+and the timings) and, when some sources have a z_spec, `{field}_photoz_zphot_zspec.png`
+(kind `photoz_qa`, `pipeline.plots.zphot_vs_zspec_png`). `source_sed` rebuilds one source's
+SED from these (`alcsdb plot sed`).
 """
 from __future__ import annotations
 
@@ -31,7 +41,8 @@ from .. import photoz as compute
 from ..runner import Input, latest_stage_run, require_run
 
 _FIELDS = {f.name: f.default for f in dataclasses.fields(compute.PhotozParams) if f.name != "mw_ebv"}
-DEFAULTS = {**_FIELDS, "min_filters": 3}
+DEFAULTS = {**_FIELDS, "min_filters": 3, "zspec_catalog": None, "zspec_radius_arcsec": 0.5}
+IRAC_EAZY = {1: 18, 2: 19}
 
 
 def plan(conn, field, params, input_dir) -> list[Input]:
@@ -39,43 +50,54 @@ def plan(conn, field, params, input_dir) -> list[Input]:
     params["photometry_run"] = phot
     params["irac_run"] = latest_stage_run(conn, field.field_id, "irac")
     params["eazy_dir"] = str(config.eazy_dir())
+    params["mw_ebv"] = float(field.ebv or 0.0)
+    if params["zspec_catalog"] is not None:
+        from alcsdb.crossmatch import catalog_provenance
+
+        params["zspec_catalog_sha256"] = catalog_provenance(conn, str(params["zspec_catalog"]))["sha256"]
     return []
 
 
-def _fluxes(conn, field, params):
+def _fluxes(conn, field_name: str, params: dict, source_id: int | None = None):
+    """Sources (of the photometry run's detection run) and their fluxes/errors (uJy, NaN =
+    missing) in the EAZY filters: HST filters in increasing number, then IRAC 18, 19.
+    ``source_id``: only that source."""
     phot, irac = params["photometry_run"], params["irac_run"]
     det = conn.execute(text("SELECT s.run_id FROM aperture_flux a JOIN source s USING (source_id) WHERE a.run_id = :p "
                             "LIMIT 1"), {"p": phot}).scalar()
+    one = "" if source_id is None else " AND source_id = :s"
     src = fetch_columns(conn, [("source_id", "source_id", "i8"), ("id", "id", "i8"), ("ra", "ra", "f8"),
                                ("dec", "dec", "f8"), ("z_spec", "z_spec", "f8")],
-                        "FROM source WHERE run_id = :d ORDER BY id", {"d": det})
+                        f"FROM source WHERE run_id = :d{one} ORDER BY id", {"d": det, "s": source_id})
     index = {int(s): k for k, s in enumerate(src["source_id"])}
+    numbers = [int(n) for n in conn.execute(text(
+        "SELECT DISTINCT f.eazy_id FROM aperture_flux a JOIN filter f USING (filter_id) WHERE a.run_id = :p "
+        "AND a.aperture = :i AND f.name <> 'det' ORDER BY 1"), {"p": phot, "i": params["aperture_index"]}).scalars()]
+    if -99 in numbers:
+        raise InputError(f"photoz of {field_name}: a filter of photometry run {phot} has no EAZY number "
+                         "(alcsdb/data/filters.csv)")
     ap = fetch_columns(conn, [("source_id", "a.source_id", "i8"), ("filter", "f.eazy_id", "i4"),
                               ("tot", "a.tot", "f8"), ("etot", "a.etot", "f8")],
                        "FROM aperture_flux a JOIN filter f USING (filter_id) WHERE a.run_id = :p AND a.aperture = :i "
-                       "AND f.name <> 'det'", {"p": phot, "i": params["aperture_index"]})
-    if (ap["filter"] == -99).any():
-        raise InputError(f"photoz of {field.name}: a filter of photometry run {phot} has no EAZY number "
-                         "(alcsdb/data/filters.csv)")
-    numbers = sorted(set(ap["filter"].tolist()))
+                       f"AND f.name <> 'det'{one.replace('source_id', 'a.source_id')}",
+                       {"p": phot, "i": params["aperture_index"], "s": source_id})
+    measured = [(ap["source_id"], ap["filter"], ap["tot"], ap["etot"])]
     if irac is not None:
         ir = fetch_columns(conn, [("source_id", "source_id", "i8"), ("channel", "channel", "i4"), ("flux", "flux", "f8"),
-                                  ("err", "err", "f8")], "FROM irac_flux WHERE run_id = :r", {"r": irac})
-        numbers += [18, 19]
+                                  ("err", "err", "f8")], f"FROM irac_flux WHERE run_id = :r{one}",
+                           {"r": irac, "s": source_id})
+        numbers += list(IRAC_EAZY.values())
+        keep = np.array([int(s) in index for s in ir["source_id"]], dtype=bool)
+        channel = np.array([IRAC_EAZY[int(c)] for c in ir["channel"]], dtype=np.int64)
+        measured.append((ir["source_id"][keep], channel[keep], ir["flux"][keep], ir["err"][keep]))
     n = len(src["id"])
     flux = np.full((n, len(numbers)), np.nan)
     err = np.full((n, len(numbers)), np.nan)
     col = {num: k for k, num in enumerate(numbers)}
-    rows = np.array([index[int(s)] for s in ap["source_id"]], dtype=np.int64)
-    for num in set(ap["filter"].tolist()):
-        m = ap["filter"] == num
-        flux[rows[m], col[num]], err[rows[m], col[num]] = ap["tot"][m], ap["etot"][m]
-    if irac is not None:
-        keep = np.array([int(s) in index for s in ir["source_id"]])
-        rows = np.array([index[int(s)] for s in ir["source_id"][keep]], dtype=np.int64)
-        for ch, num in ((1, 18), (2, 19)):
-            m = ir["channel"][keep] == ch
-            flux[rows[m], col[num]], err[rows[m], col[num]] = ir["flux"][keep][m], ir["err"][keep][m]
+    for ids, filters, values, errors in measured:
+        rows = np.array([index[int(s)] for s in ids], dtype=np.int64)
+        cols = np.array([col[int(f)] for f in filters], dtype=np.int64)
+        flux[rows, cols], err[rows, cols] = values, errors
     bad = ~(np.isfinite(flux) & np.isfinite(err) & (err > 0))
     flux[bad], err[bad] = np.nan, np.nan
     return src, flux, err, numbers
@@ -112,17 +134,33 @@ def _save_grid(path: Path, tempfilt) -> None:
     os.replace(tmp, path)  # atomic: concurrent runs never read a half-written grid
 
 
+def photoz_params(params: dict) -> compute.PhotozParams:
+    """The compute settings of a run's parameters (`mw_ebv` recorded by `plan`)."""
+    return compute.PhotozParams(mw_ebv=params["mw_ebv"], **{k: params[k] for k in _FIELDS})
+
+
+def _z_spec(conn, src, params) -> np.ndarray:
+    if params["zspec_catalog"] is None:
+        return np.where(np.isfinite(src["z_spec"]), src["z_spec"], np.nan)
+    from alcsdb.crossmatch import zspec_for_sources
+
+    return zspec_for_sources(conn, str(params["zspec_catalog"]), src["source_id"], params["zspec_radius_arcsec"])
+
+
 def execute(run, field, inputs, params, outdir, progress) -> None:
-    src, flux, err, numbers = _fluxes(run.conn, field, params)
+    from .. import plots
+
+    src, flux, err, numbers = _fluxes(run.conn, field.name, params)
     if len(numbers) < params["min_filters"]:
         raise InputError(f"photoz of {field.name}: only {len(numbers)} filters with fluxes (need {params['min_filters']})")
-    pz_params = compute.PhotozParams(mw_ebv=field.ebv or 0.0, **{k: params[k] for k in _FIELDS})
-    z_spec = np.where(np.isfinite(src["z_spec"]), src["z_spec"], -1.0)
+    pz_params = photoz_params(params)
+    z_spec = _z_spec(run.conn, src, params)
     progress(f"fitting {len(src['id'])} sources in {len(numbers)} filters (template grid first)")
     cache = grid_cache_path(pz_params, numbers)
     tempfilt = _load_grid(cache)
-    result = compute.run_photoz(flux, err, numbers, src["id"], z_spec=z_spec, ra=src["ra"], dec=src["dec"],
-                                params=pz_params, eazy_dir=params["eazy_dir"], tempfilt=tempfilt)
+    result = compute.run_photoz(flux, err, numbers, src["id"], z_spec=np.where(z_spec > 0, z_spec, -1.0),
+                                ra=src["ra"], dec=src["dec"], params=pz_params, eazy_dir=params["eazy_dir"],
+                                tempfilt=tempfilt)
     if tempfilt is None:
         _save_grid(cache, result.tempfilt)
     progress(f"{result.n_at_zmin} sources at z = -1 (p(z) peaked at Z_MIN or unfit); timings {result.timings}")
@@ -136,9 +174,65 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
     values["z_spec"] = np.where(z_spec > 0, z_spec, np.nan)
     n = len(src["id"])
     run.count("zout", copy_columns(run.conn, "zout", {"source_id": src["source_id"], "run_id": np.full(n, run.run_id),
-                                                      "pz": result.pz, **values}))
+                                                      "pz": result.pz, "coeffs": result.coeffs, **values}))
     path = outdir / f"{field.name}_photoz_zgrid.fits"
     hdu = fits.BinTableHDU.from_columns([fits.Column(name="z", format="D", array=result.zgrid)], name="ZGRID")
     hdu.header["FILTERS"] = ",".join(map(str, result.filter_numbers))
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
-    run.register_product(path, "photoz_zgrid", meta={"nz": int(len(result.zgrid)), "timings": result.timings})
+    zeropoints = None if result.zeropoints is None else [float(z) for z in result.zeropoints]
+    run.register_product(path, "photoz_zgrid", meta={
+        "nz": int(len(result.zgrid)), "filters": list(result.filter_numbers), "zeropoints": zeropoints,
+        "n_templates": int(result.coeffs.shape[1]), "timings": result.timings})
+    with np.errstate(invalid="ignore"):
+        has_z = values["z_spec"] > 0
+    if has_z.any():
+        z_phot = np.asarray(zout["z_phot"], dtype=float)
+        qa = plots.zphot_vs_zspec_png(z_phot, values["z_spec"], outdir / f"{field.name}_photoz_zphot_zspec.png",
+                                      compute.metrics(z_phot, values["z_spec"]))
+        run.register_product(qa, "photoz_qa", meta={"n_zspec": int(has_z.sum()),
+                                                    "zspec_catalog": params["zspec_catalog"]})
+
+
+# ---------------------------------------------------------------------------------------
+# Reading a run back: one source's SED
+
+
+def source_sed(conn, source_id: int, run_id: int | None = None) -> tuple[compute.SedData, str]:
+    """The SED of source `source_id` from the photoz run `run_id` (default: the newest
+    succeeded photoz run with a row for it), rebuilt from its stored coefficients and the
+    run's recorded parameters, fluxes and zeropoints; and a title naming source and run.
+    InputError (one line) for an unknown source or a source without such a row."""
+    known = conn.execute(text("SELECT s.id, f.name FROM source s JOIN run r USING (run_id) "
+                              "LEFT JOIN field f ON f.field_id = r.field_id WHERE s.source_id = :s"),
+                         {"s": source_id}).first()
+    if known is None:
+        raise InputError(f"source {source_id}: no such source_id")
+    where = "z.run_id = :r" if run_id is not None else "TRUE"
+    row = conn.execute(text(
+        "SELECT z.run_id, r.params, z.z_phot, z.z_spec, z.pz, z.coeffs FROM zout z JOIN run r USING (run_id) "
+        f"WHERE z.source_id = :s AND r.stage = 'photoz' AND r.status = 'succeeded' AND {where} "
+        "ORDER BY r.finished_at DESC, z.run_id DESC LIMIT 1"), {"s": source_id, "r": run_id}).mappings().first()
+    if row is None:
+        which = f"photoz run {run_id}" if run_id is not None else "any succeeded photoz run"
+        raise InputError(f"source {source_id} (field {known.name}, id {known.id}) has no zout row from {which}: "
+                         f"run `alcsdb run photoz --field {known.name}` first")
+    params = row["params"]
+    meta = conn.execute(text("SELECT meta FROM product WHERE run_id = :r AND kind = 'photoz_zgrid'"),
+                        {"r": row["run_id"]}).scalar_one()
+    if "mw_ebv" not in params or "n_templates" not in meta:
+        raise InputError(f"photoz run {row['run_id']} stored no template coefficients (made before they were "
+                         f"stored): run `alcsdb run photoz --field {known.name} --force`")
+    _, flux, err, numbers = _fluxes(conn, known.name, params, source_id=source_id)
+    if list(numbers) != list(meta["filters"]):
+        raise InputError(f"photoz run {row['run_id']}: the photometry of source {source_id} is now in filters "
+                         f"{numbers}, the run fitted {meta['filters']}")
+    pz_params = photoz_params(params)
+    zgrid = pz_params.zgrid()
+    # NULL (SQL) = not fitted: all-NaN arrays are stored as NULL
+    pz = np.full(len(zgrid), np.nan) if row["pz"] is None else np.array(row["pz"], dtype=float)
+    coeffs = np.full(meta["n_templates"], np.nan) if row["coeffs"] is None else np.array(row["coeffs"], dtype=float)
+    sed = compute.sed_from_coeffs(coeffs, -1.0 if row["z_phot"] is None else row["z_phot"], flux[0], err[0], numbers,
+                                  params=pz_params, zgrid=zgrid, pz=pz, zeropoints=meta.get("zeropoints"),
+                                  z_spec=np.nan if row["z_spec"] is None else row["z_spec"], id=source_id,
+                                  eazy_dir=params["eazy_dir"])
+    return sed, f"source {source_id} ({known.name} #{known.id}, photoz run {row['run_id']})"
