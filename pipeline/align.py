@@ -73,6 +73,9 @@ class AlignParams:
         sources without a neighbour brighter than ``ratio`` times their flux within that
         radius, and reference stars without any other HST source within it (IRAC centroids
         of blends are biased).
+    irac_min_matches : an AOR channel whose shift fit failed or matched fewer sources than
+        this takes the shift of the other channel of the AOR when that one matched more (both
+        arrays share the spacecraft pointing; ``pipeline.mosaic``).
     nclip, sigma : tweakwcs clipping iterations and threshold (in rmse).
     """
 
@@ -100,6 +103,7 @@ class AlignParams:
     irac_tolerance_arcsec: float = 0.3
     irac_sky_box_arcsec: float = 25.0
     irac_isolation_arcsec: float = 4.0
+    irac_min_matches: int = 10
     irac_isolation_flux_ratio: float = 0.1
     nclip: int = 3
     sigma: float = 3.0

@@ -162,15 +162,94 @@ def test_irac_reference_selection():
     assert len(ref) == 2  # the star, plus the HST source away from it (its own detection dropped)
 
 
+def test_irac_channel_whose_fit_failed_takes_the_shift_of_its_aor_sibling():
+    """ch1 and ch2 of one AOR share the spacecraft pointing: a failed ch2 fit takes ch1's
+    shift (the frames move by it and the record says so); a lone failed channel stays put."""
+    from types import SimpleNamespace
+
+    from pipeline.align import Fit, apply_fit
+    from pipeline.mosaic import _sibling_shift
+
+    grid = release_grid(RA0, DEC0, 2.0).wcs("irac")
+    sub1, sub2 = grid.deepcopy(), grid.deepcopy()
+    sub2.wcs.crpix = sub2.wcs.crpix - np.array([7.0, 3.0])  # another cutout of the same grid
+    frame = tan_wcs(RA0, DEC0, 1.2, (256, 256), 30.0)
+    good = Fit("r1-ch1", "SUCCESS", sub1, sub1, np.eye(2), np.array([0.2, -0.1]), 0.05, 40, "shift")
+    good = Fit(good.name, good.status, sub1, apply_fit([sub1], good)[0], good.matrix, good.shift, 0.05, 40, "shift")
+    failed = Fit("r1-ch2", "FAILED: not enough matches", sub2, sub2, np.eye(2), np.zeros(2), float("nan"), 0, "shift")
+    frames = [SimpleNamespace(info=SimpleNamespace(visit_key="1"), wcs=frame)]
+    ch1 = (SimpleNamespace(name="r1-ch1"), frames, apply_fit([frame], good), None, good, sub1)
+    ch2 = (SimpleNamespace(name="r1-ch2"), frames, [frame], None, failed, sub2)
+    logs = {"r1-ch2": ""}
+    out = _sibling_shift(ch2, [ch1, ch2], logs)
+    assert max_corner_error(out[2][0], ch1[2][0]) < 1e-6 and max_corner_error(frame, out[2][0]) > 0.05
+    assert "shift of r1-ch1" in out[4].status and out[4].ref_wcs is sub2
+    off1, off2 = wcs_offset(sub1, good.wcs), wcs_offset(sub2, out[4].wcs)
+    assert (off2.dx, off2.dy) == pytest.approx((off1.dx, off1.dy), abs=1e-4)
+    assert "r1-ch2" in logs["r1-ch2"]
+    lone = (SimpleNamespace(name="r2-ch2"), [SimpleNamespace(info=SimpleNamespace(visit_key="2"), wcs=frame)],
+            [frame], None, failed, sub2)
+    assert _sibling_shift(lone, [ch1, lone], {"r2-ch2": ""}) is lone
+
+
+# --------------------------------------------------------------------------- benchmark metrics
+def test_wcs_error_and_the_recorded_correction_round_trip():
+    from benchmarks.alignment import corrected_wcs, wcs_error
+
+    header = tan_wcs(RA0, DEC0, 0.128, (400, 300), 25.0)
+    true = offset_wcs(header, 0.3, -0.2, 0.01)
+    centre, worst = wcs_error(true, header)
+    assert worst == pytest.approx(max_corner_error(true, header), abs=1e-6)
+    assert centre == pytest.approx(np.hypot(0.3, -0.2), abs=1e-3) and worst > centre  # the rotation adds at corners
+    off = wcs_offset(header, true)
+    assert wcs_error(true, corrected_wcs(header, off.dx, off.dy, off.rotation))[1] < 1e-4
+
+
+def test_sky_cells_measure_a_known_level_against_their_noise_floor():
+    from benchmarks.alignment import sky_cells, truth_empty
+
+    rng = np.random.default_rng(7)
+    n, sigma = 600, 2.0
+    image = rng.normal(0.0, sigma, (n, n))
+    image[:, :240] += 0.1 * sigma  # the two left columns of 12" cells sit 0.1 sigma high
+    model = np.zeros((n, n))
+    model[240:360, 240:360] = 10.0  # a source covering the central cell: not empty sky
+    empty = truth_empty(model, np.ones((n, n), bool), sigma)
+    cells = sky_cells(image, empty, pixscale=0.1, cell_arcsec=12.0)
+    assert cells.level.shape == (5, 5) and np.isnan(cells.level[2, 2]) and cells.n == 24
+    floor = np.nanmedian(cells.floor)
+    assert floor == pytest.approx(1 / 120, rel=0.3)  # 0.4" blocks of 16 pixels, 900 per cell
+    left, right = cells.level[:, :2], cells.level[:, 2:]
+    assert np.all(np.abs(left - 0.1) < 4 * floor) and np.nanmax(np.abs(right)) < 4 * floor
+    assert cells.worst == pytest.approx(np.nanmax(np.abs(cells.level)))
+
+
+def test_injected_gradient_cells_is_the_weighted_mean_of_the_exposures_gradients():
+    from benchmarks.alignment import injected_gradient_cells
+
+    out = tan_wcs(RA0, DEC0, 0.1, (240, 240))
+    native = tan_wcs(RA0, DEC0, 0.2, (120, 120))
+    exposures = [{"wcs": native, "sky": 1.0, "sky_gx": 0.04, "sky_gy": 0.0, "weight": 1.0, "pixscale": 0.2},
+                 {"wcs": native, "sky": 1.0, "sky_gx": 0.0, "sky_gy": -0.02, "weight": 3.0, "pixscale": 0.2}]
+    grad = injected_gradient_cells(exposures, out, (240, 240), np.full((2, 2), 0.5), pixscale=0.1,
+                                   cell_arcsec=12.0).reshape(2, 2)
+    # cell centres at output pixels 59.5 and 179.5 = native 29.5 and 89.5, i.e. -/+ 30 native pixels
+    # from the centre (59.5): gradients -/+ 0.04 * 30 / 120 (x) and +/- 0.02 * 30 / 120 (y), per
+    # native pixel; (0.1 / 0.2)^2 of it per output pixel; weights 1 and 3; over sigma 0.5
+    gx = np.array([-1.0, 1.0]) * 0.04 * 30 / 120
+    gy = -np.array([-1.0, 1.0]) * 0.02 * 30 / 120
+    expected = (gx[None, :] * 1.0 + gy[:, None] * 3.0) / 4.0 * 0.25 / 0.5
+    assert grad == pytest.approx(expected, rel=1e-3)
+
+
 # --------------------------------------------------------------------------- the mock field (slow)
 @pytest.fixture(scope="module")
-def mock_run(tmp_path_factory):
-    from pipeline.mock import simulate_field
-
-    path = tmp_path_factory.mktemp("mock_mosaic")
-    info = simulate_field(path, size_arcmin=0.5, seed=3, offsets=True)
+def mock_run(tmp_path_factory, mock_core):
+    """The session's `mock_core` (0.5', seed 3, injected offsets) mosaicked with alignment."""
+    info, path = mock_core, mock_core.outdir
     grid = release_grid(info.ra, info.dec, info.size_arcmin)
-    result = build_mosaics(path, grid, MosaicParams(), output_dir=path / "mosaic", root="mock")
+    result = build_mosaics(path, grid, MosaicParams(), output_dir=tmp_path_factory.mktemp("mock_mosaic"),
+                           root="mock")
     offsets = Table.read(path / "truth.fits", "OFFSETS")
     truth = {Path(r["file"]).name.replace("_flt.fits", "").replace("_bcd.fits", ""): r for r in offsets}
     return path, grid, result, truth
@@ -247,3 +326,34 @@ def test_mock_exposure_sky_levels(mock_run):
         by_filter.setdefault(e.filter, []).append(excess)
     for filt, excess in by_filter.items():
         assert np.std(excess) < 0.1, filt
+
+
+@pytest.mark.slow
+def test_mock_without_alignment_the_injected_offsets_show(mock_run):
+    """The same mock without the alignment step: every IRAC frame's header WCS is off by its
+    AOR's injected shift, and the HST exposures drizzled with their header WCSs put the
+    reference stars off by the visits' injected errors (the step does something)."""
+    from benchmarks.alignment import star_offsets
+    from pipeline.mosaic import drizzle
+
+    path, grid, result, truth = mock_run
+    for e in (x for x in result.exposures if x.instrument == "IRAC"):
+        true, header = _true_and_header(e, truth)
+        assert max_corner_error(true, header) > 0.8 * np.hypot(truth[e.name]["dx"], truth[e.name]["dy"]), e.name
+    refcat = Table.read(path / "refcat.fits")
+    offsets = Table.read(path / "truth.fits", "OFFSETS")
+    checked = 0
+    for p in (q for q in result.products if q.layer != "irac"):
+        rows = offsets[offsets["band"] == p.filter]
+        mjd = float(np.mean(rows["mjd"]))
+        wcs = grid.wcs(p.layer)
+        aligned = star_offsets(fits.getdata(p.sci_path), fits.getdata(p.wht_path), wcs, refcat, mjd)
+        chips = [c for f in rows["file"] for c in read_flt(path / str(f))]
+        raw = star_offsets(*drizzle(chips, wcs, pixfrac=0.33), wcs, refcat, mjd, radius_arcsec=1.0)
+        injected = float(np.median(np.hypot(rows["dx"], rows["dy"])))
+        if injected < 0.15 or len(raw) < 3:
+            continue
+        checked += 1
+        assert np.median(raw) > 0.3 * injected, p.filter  # stars blurred over visits off by their errors
+        assert np.sqrt(np.mean(aligned**2)) < 0.5 * np.sqrt(np.mean(raw**2)), p.filter
+    assert checked >= 2
