@@ -41,7 +41,8 @@ class SourceTable:
 class FieldResult:
     """Per-source results in the order of the input table (flux, err uJy with NaN = missing, -99
     on export; ``flag`` ``IracFlag`` bits; ``patch`` the measuring patch), the mosaic-sized model,
-    residual and background images (each pixel from the patch that owns it) and the patches."""
+    residual and background images (each pixel from the patch that owns it) and the patches with
+    their fitted HST-to-IRAC ``shifts`` (dx, dy IRAC pixels; blur variance, IRAC pixels squared) and ``error_model`` (err_scale, model_error) rows."""
 
     id: np.ndarray
     flux: np.ndarray
@@ -53,6 +54,7 @@ class FieldResult:
     background_image: np.ndarray
     grid: PatchGrid
     shifts: np.ndarray
+    error_model: np.ndarray | None = None
 
 
 def _cut(image: np.ndarray, y0: int, x0: int, ny: int, nx: int) -> np.ndarray:
@@ -109,9 +111,11 @@ def patch_inputs(hst_ujy: np.ndarray, seg: np.ndarray, sources: SourceTable, ira
 def fit_field(hst_ujy: np.ndarray, seg: np.ndarray, sources: SourceTable, irac: np.ndarray,
               irac_weight: np.ndarray, geometry: IracGeometry, kernel: KernelSource,
               irac_psf: KernelSource | None = None, params: IracParams = IracParams(), *,
-              irac_scale: float = 0.5, n_proc: int = 1) -> FieldResult:
+              irac_scale: float = 0.5, n_proc: int = 1, executor=None) -> FieldResult:
     """IRAC fluxes of every source of ``sources`` (see the module docstring), patches fitted in
-    ``n_proc`` processes (1 = in this process)."""
+    ``n_proc`` processes (1 = in this process), or by ``executor`` when given: any object with
+    ``concurrent.futures.Executor.map`` semantics (e.g. ``pipeline.distributed.patch_executor``,
+    the dask cluster a stage runs on)."""
     grid = patch_grid(irac.shape, irac_scale, patch_arcmin=params.patch_arcmin,
                       overlap_arcmin=params.patch_overlap, border_arcsec=params.border_arcsec)
     xi, yi = geometry.hst_to_irac(sources.x, sources.y)
@@ -121,7 +125,9 @@ def fit_field(hst_ujy: np.ndarray, seg: np.ndarray, sources: SourceTable, irac: 
     point = radius < params.point_flux_radius
     inputs = patch_inputs(hst_ujy, seg, sources, irac, irac_weight, geometry, kernel, irac_psf,
                           grid, owner, point)
-    if n_proc > 1:
+    if executor is not None:
+        results = list(executor.map(fit_patch, inputs, repeat(params), repeat(irac_scale)))
+    elif n_proc > 1:
         with ProcessPoolExecutor(max_workers=n_proc) as pool:
             results = list(pool.map(fit_patch, inputs, repeat(params), repeat(irac_scale)))
     else:
@@ -138,16 +144,18 @@ def merge_patches(results: list[PatchResult], ids: np.ndarray, owner: np.ndarray
     row = {sid: i for i, sid in enumerate(ids)}
     model = np.zeros(irac.shape)
     background = np.zeros(irac.shape)
-    shifts = np.zeros((len(results), 2))
+    shifts = np.zeros((len(results), 3))
+    error_model = np.zeros((len(results), 2))
     for res in results:
         b = res.box
         rows = np.array([row[sid] for sid in res.ids], dtype=int)
         flux[rows], err[rows], flag[rows] = res.flux, res.err, res.flag
-        shifts[b.index] = res.shift
+        shifts[b.index] = (*res.shift, res.blur)
+        error_model[b.index] = (res.err_scale, res.model_error)
         xlo, xhi, ylo, yhi = b.own
         ys = slice(max(ylo, b.y0, 0), min(yhi, b.y0 + b.ny, irac.shape[0]))
         xs = slice(max(xlo, b.x0, 0), min(xhi, b.x0 + b.nx, irac.shape[1]))
         local = (slice(ys.start - b.y0, ys.stop - b.y0), slice(xs.start - b.x0, xs.stop - b.x0))
         model[ys, xs] = res.model_image[local]
         background[ys, xs] = res.background_image[local]
-    return FieldResult(ids, flux, err, flag, owner, model, irac - model, background, grid, shifts)
+    return FieldResult(ids, flux, err, flag, owner, model, irac - model, background, grid, shifts, error_model)

@@ -10,11 +10,21 @@ The passes, as golfir's ALCS call (``ImageModeler.run_full_patch``):
    point-like) exceeds ``bright_sn`` times the pixel noise are masked (those sources stay in the
    model); weighted least squares; then the HST-to-IRAC shift that minimises the residual of the
    moved source models, fitted jointly with the normalisations (golfir's ``patch_align``,
-   shift only);
+   shift only), and with it the width of a Gaussian blur of the models (``fit_blur``): the
+   reference IRAC PSF is sharper than a mosaic's own PSF, which AOR alignment errors and
+   drizzling widen (golfir's PSFs were drizzled from the field's own AORs, so carry that width;
+   on the 2' mock, sigma 0.14-0.25" in ch1, whose third AOR the mosaic misaligns by 0.23", and
+   0.05-0.14" in ch2; unblurred models left stars' fluxes 5% low);
 2. models of every source brighter than ``mag_limit[1]`` (AB 27), moved by that shift, refit:
    these normalisations are the fluxes (uJy) and ``sqrt(diag(inv(A^T W A)))`` their errors;
 3. sources brighter than ``galfit_flux_limit`` uJy (not bright-masked) get a single-Sersic model
-   (``irac_sersic``) when it lowers the chi-square by ``chi2_threshold``; normalisations refit.
+   (``irac_sersic``) when it lowers the chi-square by ``chi2_threshold``; normalisations refit;
+4. the error model (``error_model``): the pixel errors are rescaled to the residuals of pixels
+   with faint models (as golfir rescales its BCD uncertainties to their NMAD,
+   ``rescale_uncertainties``) and the fit is repeated with those variances. Optionally
+   (``model_error``, off by default: golfir has no such term, and it would hide model mismatch
+   in the errors rather than fix it) a model error proportional to the source models, the
+   fraction fitted to the residuals of pixels with bright models, is added in quadrature.
 """
 from __future__ import annotations
 
@@ -37,8 +47,13 @@ class IracParams:
     Sizes: ``patch_arcmin`` is a half-width (patches are 2' x 2'), ``patch_overlap`` in arcmin,
     ``border_arcsec`` the unfit edge of a patch, ``point_flux_radius``, ``sersic_stamp``,
     ``max_shift_arcsec`` and ``shift_max_error`` in arcsec, ``shift_tolerance`` in IRAC pixels;
+    ``fit_blur`` adds a Gaussian blur of the models (sigma at most ``max_blur_arcsec``, its formal
+    error at most ``blur_max_error`` arcsec) to the shift fit;
     ``bkg_order_npix``: one background polynomial order per that many IRAC pixels;
-    ``galfit_flux_limit`` None skips the Sersic step.
+    ``galfit_flux_limit`` None skips the Sersic step; ``rescale_errors`` and ``model_error`` turn
+    the two parts of the error model on (``error_model``), which fits the model error on pixels
+    whose source model exceeds ``model_error_sn`` times the noise and needs at least
+    ``error_model_min_pixels`` pixels for each estimate.
     """
 
     patch_arcmin: float = 1.0
@@ -61,6 +76,13 @@ class IracParams:
     shift_iterations: int = 5
     shift_tolerance: float = 0.002
     shift_max_error: float = 0.03
+    fit_blur: bool = True
+    max_blur_arcsec: float = 0.6
+    blur_max_error: float = 0.1
+    rescale_errors: bool = True
+    model_error: bool = False
+    model_error_sn: float = 5.0
+    error_model_min_pixels: int = 50
 
 
 @dataclass
@@ -103,6 +125,9 @@ class PatchResult:
     background_image: np.ndarray
     shift: tuple[float, float]
     sersic: dict[int, SersicFit] = field(default_factory=dict)
+    err_scale: float = 1.0
+    model_error: float = 0.0
+    blur: float = 0.0
 
 
 def bright_weight(models: SourceModels, bright: np.ndarray, weight: np.ndarray,
@@ -117,18 +142,19 @@ def bright_weight(models: SourceModels, bright: np.ndarray, weight: np.ndarray,
 
 
 def shift_gradient(inp: PatchInput, models: SourceModels, flux: np.ndarray,
-                   shift: tuple[float, float]) -> np.ndarray:
+                   shift: tuple[float, float], blur: float | None = None) -> np.ndarray:
     """(npix, 2): derivatives of the source model image ``sum_k flux_k A_k`` with respect to the
-    HST-to-IRAC shift (dx, dy) in IRAC pixels. The model is one convolution of the HST cutout
-    recoloured by flux/norm per segment, so its derivatives are that image convolved with the
-    kernel's Fourier derivatives."""
+    HST-to-IRAC shift (dx, dy) in IRAC pixels (and, when ``blur`` is not None, a third column:
+    with respect to the variance of the models' Gaussian blur, IRAC pixels squared, at ``blur``).
+    The model is one convolution of the HST cutout recoloured by flux/norm per segment, so its
+    derivatives are that image convolved with the kernel's Fourier derivatives."""
     lut = np.zeros(int(inp.seg.max()) + 1)
     lut[models.ids] = np.nan_to_num(flux) / models.norm
     image = inp.hst_ujy * lut[inp.seg]
     b = inp.box
     columns = []
-    for bk in kernel_gradient(*moved_kernel(inp.kernel, inp.geometry.ratio, shift),
-                              inp.geometry.ratio):
+    for bk in kernel_gradient(*moved_kernel(inp.kernel, inp.geometry.ratio, shift, blur or 0.0),
+                              inp.geometry.ratio, blur is not None):
         block, jy, jx = convolve_bin(image, -inp.geometry.y0, -inp.geometry.x0, bk)
         columns.append(place_block(block, jy, jx, (b.y0, b.x0), (b.ny, b.nx)).ravel())
     return np.array(columns).T
@@ -165,11 +191,12 @@ def irac_segmentation(inp: PatchInput) -> np.ndarray:
 
 def refine_bright(inp: PatchInput, models: SourceModels, sol: Solution, weight: np.ndarray,
                   bright: np.ndarray, shift: tuple[float, float], params: IracParams,
-                  irac_scale: float) -> tuple[SourceModels, dict[int, SersicFit]]:
-    """Sersic refinement (module docstring, step 3). Returns the models with replaced columns."""
+                  irac_scale: float, blur: float = 0.0) -> tuple[SourceModels, dict[int, SersicFit]]:
+    """Sersic refinement (module docstring, step 3), the PSF blurred as the models (``blur``,
+    IRAC pixels squared). Returns the models with replaced columns."""
     b = inp.box
     shape = (b.ny, b.nx)
-    psf = binned_kernel(inp.irac_psf, inp.geometry.ratio)
+    psf = binned_kernel(inp.irac_psf, inp.geometry.ratio, (0.0, 0.0), blur)
     seg_irac = irac_segmentation(inp)
     w2d = weight.reshape(shape)
     model2d = sol.model.reshape(shape)
@@ -208,29 +235,107 @@ def refine_bright(inp: PatchInput, models: SourceModels, sol: Solution, weight: 
     return SourceModels(models.ids, replace_columns(models.matrix, columns), models.norm), fits
 
 
+CHI2_1_MEDIAN = 0.454936  # median of a chi-square variable with one degree of freedom
+
+
+def _nmad(values: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def error_model(data: np.ndarray, weight: np.ndarray, sol: Solution, params: IracParams
+                ) -> tuple[float, float]:
+    """(err_scale, model_error) of a fit: the pixel variance is ``err_scale**2 / weight +
+    (model_error * S)**2`` with ``S`` the pixel's source model (background excluded).
+
+    ``err_scale`` is the NMAD of ``residual * sqrt(weight)`` over fitted pixels whose source model
+    is below the noise (golfir's ``compute_err_scale``); ``model_error`` the fraction that makes
+    the median normalised squared residual of pixels with ``S > model_error_sn`` times the noise
+    that of a chi-square with one degree of freedom (0 when the noise alone explains them). Each
+    estimate needs ``error_model_min_pixels`` pixels (else 1 and 0).
+    """
+    fit = (weight > 0) & np.isfinite(data)
+    sw = np.sqrt(np.where(fit, weight, 0.0))
+    z = (data - sol.model) * sw
+    sn = (sol.model - sol.background_model) * sw
+    scale = 1.0
+    faint = fit & (np.abs(sn) < 1.0)
+    if params.rescale_errors and faint.sum() >= params.error_model_min_pixels:
+        scale = max(_nmad(z[faint]), 1e-3)
+    bright = fit & (sn > params.model_error_sn)
+    if not params.model_error or bright.sum() < params.error_model_min_pixels:
+        return scale, 0.0
+    zb, sb = z[bright] ** 2, sn[bright] ** 2
+
+    def excess(f: float) -> float:
+        return float(np.median(zb / (scale ** 2 + f ** 2 * sb))) - CHI2_1_MEDIAN
+
+    if excess(0.0) <= 0:
+        return scale, 0.0
+    lo, hi = 0.0, 1.0
+    if excess(hi) > 0:
+        return scale, hi
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
+    return scale, 0.5 * (lo + hi)
+
+
+def model_weight(weight: np.ndarray, sol: Solution, err_scale: float, model_error: float) -> np.ndarray:
+    """Inverse variances ``1 / (err_scale**2 / weight + (model_error * S)**2)`` (0 where ``weight``
+    is 0), ``S`` the source model of ``sol``."""
+    source = sol.model - sol.background_model
+    var = np.where(weight > 0, err_scale ** 2 / np.where(weight > 0, weight, 1.0), np.inf) \
+        + (model_error * source) ** 2
+    return np.where(weight > 0, 1.0 / var, 0.0)
+
+
 def fit_shift(inp: PatchInput, params: IracParams, one_pass, data: np.ndarray,
-              background: np.ndarray, irac_scale: float) -> tuple[float, float]:
+              background: np.ndarray, irac_scale: float) -> tuple[float, float, float]:
     """Pass 1 and the HST-to-IRAC shift: Gauss-Newton iterations of a joint fit of the
     normalisations, the background and the shift (the two shift-derivative images as extra
     columns), models regenerated at each new shift, until the step is below
     ``shift_tolerance`` pixels (golfir instead moves the fixed pass-1 model image, which lets
     sources cut by the patch border pull the shift towards zero). A shift whose formal error
-    exceeds ``shift_max_error`` arcsec (a patch with too few bright sources) is not applied."""
+    exceeds ``shift_max_error`` arcsec (a patch with too few bright sources) is not applied.
+
+    With ``fit_blur`` the variance ``s`` (IRAC pixels squared) of a Gaussian blur of the models is
+    fitted in the same iterations (its derivative column is ``laplacian(model) / 2``): the IRAC
+    mosaic's PSF is the reference PSF convolved with whatever the mosaic adds (AOR alignment
+    errors, drizzling), as golfir's PSFs, drizzled from the field's own AORs, include. ``s`` stays
+    in [0, ``max_blur_arcsec``**2]; a blur whose formal sigma error exceeds ``blur_max_error``
+    arcsec is not applied (the shift then is fitted alone). Returns (dx, dy, s)."""
     limit = params.max_shift_arcsec / irac_scale
-    shift = np.zeros(2)
-    models, w, sol = one_pass(params.mag_limit[0], (0.0, 0.0))
-    for iteration in range(params.shift_iterations):
-        grad = shift_gradient(inp, models, sol.flux, tuple(shift))
-        joint = solve(models.matrix, data, w, background=np.hstack([background, grad]),
-                      min_pixels=params.min_pixels, negative_sigma=params.negative_sigma)
-        step = joint.background[-2:]
-        if not np.all(joint.background_err[-2:] < params.shift_max_error / irac_scale):
-            return 0.0, 0.0
-        shift = np.clip(shift + step, -limit, limit)
-        if np.abs(step).max() < params.shift_tolerance or iteration == params.shift_iterations - 1:
-            break
-        models, w, sol = one_pass(params.mag_limit[0], tuple(shift))
-    return float(shift[0]), float(shift[1])
+    blur_limit = (params.max_blur_arcsec / irac_scale) ** 2
+    for with_blur in ((True, False) if params.fit_blur else (False,)):
+        state = np.zeros(3)
+        models, w, sol = one_pass(params.mag_limit[0], (0.0, 0.0, 0.0))
+        failed = False
+        for iteration in range(params.shift_iterations):
+            grad = shift_gradient(inp, models, sol.flux, tuple(state[:2]), state[2] if with_blur else None)
+            joint = solve(models.matrix, data, w, background=np.hstack([background, grad]),
+                          min_pixels=params.min_pixels, negative_sigma=params.negative_sigma)
+            k = grad.shape[1]
+            step, step_err = joint.background[-k:], joint.background_err[-k:]
+            if not np.all(step_err[:2] < params.shift_max_error / irac_scale):
+                return 0.0, 0.0, 0.0
+            if with_blur:
+                # sigma error from the variance error: d(sigma) = ds / (2 sigma), sigma >= its error
+                sigma = np.sqrt(max(state[2] + step[2], 0.0))
+                if step_err[2] / (2 * max(sigma, params.blur_max_error / irac_scale)) > \
+                        params.blur_max_error / irac_scale:
+                    failed = True
+                    break
+            state[:2] = np.clip(state[:2] + step[:2], -limit, limit)
+            if with_blur:
+                state[2] = np.clip(state[2] + step[2], 0.0, blur_limit)
+            converged = np.abs(step[:2]).max() < params.shift_tolerance and (
+                not with_blur or abs(step[2]) < 2 * params.shift_tolerance)
+            if converged or iteration == params.shift_iterations - 1:
+                break
+            models, w, sol = one_pass(params.mag_limit[0], tuple(state))
+        if not failed:
+            return float(state[0]), float(state[1]), float(state[2])
+    return 0.0, 0.0, 0.0
 
 
 def fit_patch(inp: PatchInput, params: IracParams, irac_scale: float = 0.5) -> PatchResult:
@@ -244,10 +349,10 @@ def fit_patch(inp: PatchInput, params: IracParams, irac_scale: float = 0.5) -> P
     is_bright = (inp.mag < params.any_limit) | ((inp.mag < params.point_limit) & inp.point)
     bright = inp.ids[is_bright]
 
-    def one_pass(mag_limit: float, shift: tuple[float, float]
+    def one_pass(mag_limit: float, shift: tuple[float, float, float]
                  ) -> tuple[SourceModels, np.ndarray, Solution]:
         sel = np.flatnonzero(inp.mag < mag_limit)
-        kernel = binned_kernel(inp.kernel, inp.geometry.ratio, shift)
+        kernel = binned_kernel(inp.kernel, inp.geometry.ratio, shift[:2], shift[2])
         models = source_models(inp.hst_ujy, inp.seg, inp.ids[sel], kernel, inp.geometry, box,
                                [boxes[i] for i in sel])
         w = bright_weight(models, bright, weight, params.bright_sn)
@@ -255,16 +360,21 @@ def fit_patch(inp: PatchInput, params: IracParams, irac_scale: float = 0.5) -> P
                                 min_pixels=params.min_pixels,
                                 negative_sigma=params.negative_sigma)
 
-    shift = (0.0, 0.0)
+    state = (0.0, 0.0, 0.0)
     if params.fit_shift:
-        shift = fit_shift(inp, params, one_pass, data, background, irac_scale)
-    models, w, sol = one_pass(params.mag_limit[-1], shift)
+        state = fit_shift(inp, params, one_pass, data, background, irac_scale)
+    shift, blur = state[:2], state[2]
+    models, w, sol = one_pass(params.mag_limit[-1], state)
     sersic: dict[int, SersicFit] = {}
     if params.galfit_flux_limit is not None and inp.irac_psf is not None:
-        models, sersic = refine_bright(inp, models, sol, w, bright, shift, params, irac_scale)
+        models, sersic = refine_bright(inp, models, sol, w, bright, shift, params, irac_scale, blur)
         if sersic:
             sol = solve(models.matrix, data, w, background=background,
                         min_pixels=params.min_pixels, negative_sigma=params.negative_sigma)
+    err_scale, model_error = error_model(data, w, sol, params)
+    if err_scale != 1.0 or model_error > 0:
+        sol = solve(models.matrix, data, model_weight(w, sol, err_scale, model_error), background=background,
+                    min_pixels=params.min_pixels, negative_sigma=params.negative_sigma)
     owned = b.owns(inp.x, inp.y)
     ids = inp.ids[owned]
     col = {sid: i for i, sid in enumerate(models.ids)}
@@ -280,4 +390,4 @@ def fit_patch(inp: PatchInput, params: IracParams, irac_scale: float = 0.5) -> P
     model_image = sol.model.reshape(inp.irac.shape)
     return PatchResult(b, ids, flux, err, flag, is_bright_owned, model_image,
                        inp.irac - model_image, sol.background_model.reshape(inp.irac.shape),
-                       shift, sersic)
+                       shift, sersic, err_scale, model_error, blur)

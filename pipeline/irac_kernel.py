@@ -4,6 +4,13 @@ Conventions: every PSF and kernel here is a 2D array normalised to unit sum whos
 pixel ``(ny // 2, nx // 2)`` (the FFT convention, valid for odd and even sizes). Angles are in
 degrees, counter-clockwise on the array (x right, y up). Pixel scales are in arcsec per pixel.
 
+The source's position in an empirical PSF is its reference pixel, which need not be the light
+centroid: golfir's IRAC PSFs are stacks of GAIA stars placed at ``CRPIX`` (0-indexed pixel 149 of
+300), while their asymmetric cores peak ~0.2" away. Such a PSF is turned about its reference
+pixel (golfir's ``warp_image`` centre ``shape / 2 - 1``) and moved so that the reference pixel is
+the centre (``to_centre``); recentring it on its core centroid instead would move every source's
+model by that offset, turned differently for each AOR.
+
 The matching kernel is the ratio of Fourier transforms ``ifft(OTF_irac / OTF_hst)`` as in
 photutils' ``create_matching_kernel`` (which photutils 3 deprecates and which refuses even-sized
 PSFs, while the golfir IRAC PSFs are 300 x 300): a few lines, written out here.
@@ -101,14 +108,17 @@ def resample_psf(psf: np.ndarray, scale: float, out_scale: float) -> np.ndarray:
     return out / out.sum()
 
 
-def rotate_psf(psf: np.ndarray, angle_deg: float) -> np.ndarray:
-    """Rotate ``psf`` counter-clockwise by ``angle_deg`` about its centre pixel (cubic spline);
-    negative interpolation ripples are clipped, unit sum (an IRAC PSF turned to an AOR's angle)."""
+def rotate_psf(psf: np.ndarray, angle_deg: float,
+               reference: tuple[float, float] | None = None) -> np.ndarray:
+    """Rotate ``psf`` counter-clockwise by ``angle_deg`` about its reference pixel ``(x, y)``
+    (default the centre pixel) with a cubic spline; negative interpolation ripples are clipped,
+    unit sum (an IRAC PSF turned to an AOR's angle)."""
     theta = np.deg2rad(angle_deg)
     c, s = np.cos(theta), np.sin(theta)
     # output (y, x) -> input (y, x): inverse rotation in (row, column) order
     matrix = np.array([[c, -s], [s, c]])
-    centre = np.array([n // 2 for n in psf.shape], dtype=float)
+    centre = (np.array([n // 2 for n in psf.shape], dtype=float) if reference is None
+              else np.array([reference[1], reference[0]], dtype=float))
     out = ndimage.affine_transform(psf, matrix, offset=centre - matrix @ centre, order=3,
                                    mode="constant")
     out = np.clip(out, 0.0, None)
@@ -116,29 +126,48 @@ def rotate_psf(psf: np.ndarray, angle_deg: float) -> np.ndarray:
 
 
 def position_psf(psf: np.ndarray, angles_deg: Sequence[float],
-                 weights: Sequence[float]) -> np.ndarray:
-    """The PSF at one mosaic position: the PSF turned to each covering AOR's position angle,
-    averaged with ``weights`` (exposure time of that AOR at the position), counting each AOR only
-    where its turned PSF is non-zero (golfir's masked average)."""
+                 weights: Sequence[float], reference: tuple[float, float] | None = None) -> np.ndarray:
+    """The PSF at one mosaic position: the PSF turned about its ``reference`` pixel (x, y; default
+    the centre) to each covering AOR's position angle, averaged with ``weights`` (exposure time of
+    that AOR at the position), counting each AOR only where its turned PSF is non-zero (golfir's
+    masked average). The reference pixel stays where it was (see ``to_centre``)."""
     num = np.zeros(psf.shape)
     den = np.zeros(psf.shape)
     for angle, w in zip(angles_deg, weights):
-        turned = rotate_psf(psf, angle)
+        turned = rotate_psf(psf, angle, reference)
         num += w * turned
         den += w * (turned != 0)
     out = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
     return out / out.sum()
 
 
+def to_centre(psf: np.ndarray, reference: tuple[float, float]) -> np.ndarray:
+    """``psf`` moved so that its reference pixel ``(x, y)`` lands on the centre pixel (n//2,
+    n//2): by whole pixels when the offset is integral (no interpolation), else by a Fourier
+    phase ramp; unit sum."""
+    dx = psf.shape[1] // 2 - reference[0]
+    dy = psf.shape[0] // 2 - reference[1]
+    if float(dx).is_integer() and float(dy).is_integer():
+        iy, ix = int(dy), int(dx)
+        ny, nx = psf.shape
+        out = np.zeros(psf.shape)
+        src = psf[max(0, -iy):ny - max(0, iy), max(0, -ix):nx - max(0, ix)]
+        out[max(0, iy):max(0, iy) + src.shape[0], max(0, ix):max(0, ix) + src.shape[1]] = src
+    else:
+        out = shift_image(psf, dx, dy)
+    return out / out.sum()
+
+
 def matching_kernel(hst_psf: np.ndarray, hst_scale: float, irac_psf: np.ndarray,
                     irac_psf_scale: float, *, out_scale: float,
                     window: FourierWindow | None = None, regularization: float = 1e-4,
-                    recenter_radius_arcsec: float | None = 1.0,
+                    recenter_radius_arcsec: float | None = 1.0, recenter_target: bool = True,
                     size: int | None = None) -> np.ndarray:
     """Kernel K on the ``out_scale`` grid (the HST mosaic's) with ``hst_psf * K = irac_psf``.
 
     Both PSFs are resampled to ``out_scale``, recentred on their core centroid (within
-    ``recenter_radius_arcsec`` of the peak; None keeps them as given, centred on the array centre)
+    ``recenter_radius_arcsec`` of the peak; None keeps them as given, centred on the array centre;
+    ``recenter_target=False`` keeps the IRAC PSF as given, e.g. already on its reference pixel)
     and the HST PSF is zero-padded to the IRAC PSF's shape. ``K = ifft(W * OTF_irac / OTF_hst)``
     where the ratio is set to 0 wherever ``|OTF_hst| <= regularization * max|OTF_hst|`` (as
     photutils 3; golfir used no threshold and no window). ``size`` crops the result (odd sizes keep
@@ -148,7 +177,8 @@ def matching_kernel(hst_psf: np.ndarray, hst_scale: float, irac_psf: np.ndarray,
     hst = resample_psf(hst_psf, hst_scale, out_scale)
     if recenter_radius_arcsec is not None:
         radius = recenter_radius_arcsec / out_scale
-        irac = recenter_psf(irac, radius)
+        if recenter_target:
+            irac = recenter_psf(irac, radius)
         hst = recenter_psf(pad_to(hst, tuple(max(a, b) for a, b in zip(hst.shape, irac.shape))),
                            radius)
     shape = irac.shape

@@ -89,35 +89,46 @@ class BinnedKernel:
         return self._ffts[shape]
 
 
-def moved_kernel(kernel: np.ndarray, ratio: int, shift: tuple[float, float] = (0.0, 0.0)
-                 ) -> tuple[np.ndarray, tuple[int, int]]:
+def moved_kernel(kernel: np.ndarray, ratio: int, shift: tuple[float, float] = (0.0, 0.0),
+                 blur: float = 0.0) -> tuple[np.ndarray, tuple[int, int]]:
     """``kernel`` (centre pixel (n//2, n//2), fine grid) moved by ``shift = (dx, dy)`` IRAC
     pixels: the fractional fine-pixel part by a Fourier phase ramp on a 2-pixel padded copy, the
-    integer part by moving the centre index. Returns the array and its centre (row, column)."""
+    integer part by moving the centre index; convolved with a round Gaussian of variance ``blur``
+    (IRAC pixels squared) when it is positive. Returns the array and its centre (row, column)."""
     sx, sy = shift[0] * ratio, shift[1] * ratio
     nx, ny = int(np.round(sx)), int(np.round(sy))
     k = pad_to(np.asarray(kernel, dtype=float), (kernel.shape[0] + 4, kernel.shape[1] + 4))
     if sx != nx or sy != ny:
         k = shift_image(k, sx - nx, sy - ny)
+    if blur > 0:
+        fy = fft.fftfreq(k.shape[0])[:, None]
+        fx = fft.fftfreq(k.shape[1])[None, :]
+        k = np.real(fft.ifft2(fft.fft2(k) * np.exp(-2 * np.pi ** 2 * blur * ratio ** 2 * (fx ** 2 + fy ** 2))))
     return k, (k.shape[0] // 2 - ny, k.shape[1] // 2 - nx)
 
 
-def kernel_gradient(kernel: np.ndarray, centre: tuple[int, int], ratio: int
-                    ) -> tuple[BinnedKernel, BinnedKernel]:
+def kernel_gradient(kernel: np.ndarray, centre: tuple[int, int], ratio: int, blur: bool = False
+                    ) -> tuple[BinnedKernel, ...]:
     """Phase kernels of the derivatives of a moved kernel with respect to the shift (dx, dy) in
-    IRAC pixels: ``-ratio * dK/dx`` and ``-ratio * dK/dy`` (Fourier derivatives)."""
+    IRAC pixels: ``-ratio * dK/dx`` and ``-ratio * dK/dy`` (Fourier derivatives); with ``blur``
+    also the derivative with respect to the variance of a Gaussian blur in IRAC pixels squared,
+    ``ratio**2 / 2 * laplacian(K)`` (the heat equation)."""
     spec = fft.fft2(kernel)
     fy = fft.fftfreq(kernel.shape[0])[:, None]
     fx = fft.fftfreq(kernel.shape[1])[None, :]
-    return tuple(phase_kernels(-ratio * np.real(fft.ifft2(spec * 2j * np.pi * f)), centre, ratio)
-                 for f in (fx, fy))
+    out = [phase_kernels(-ratio * np.real(fft.ifft2(spec * 2j * np.pi * f)), centre, ratio) for f in (fx, fy)]
+    if blur:
+        lap = np.real(fft.ifft2(spec * -(2 * np.pi) ** 2 * (fx ** 2 + fy ** 2)))
+        out.append(phase_kernels(ratio ** 2 / 2 * lap, centre, ratio))
+    return tuple(out)
 
 
-def binned_kernel(kernel: np.ndarray, ratio: int, shift: tuple[float, float] = (0.0, 0.0)
-                  ) -> BinnedKernel:
+def binned_kernel(kernel: np.ndarray, ratio: int, shift: tuple[float, float] = (0.0, 0.0),
+                  blur: float = 0.0) -> BinnedKernel:
     """Phase kernels of ``kernel`` (centre pixel (n//2, n//2), fine grid) for IRAC pixels of
-    ``ratio`` fine pixels, with models moved by ``shift = (dx, dy)`` IRAC pixels."""
-    return phase_kernels(*moved_kernel(kernel, ratio, shift), ratio)
+    ``ratio`` fine pixels, with models moved by ``shift = (dx, dy)`` IRAC pixels and blurred by a
+    Gaussian of variance ``blur`` IRAC pixels squared."""
+    return phase_kernels(*moved_kernel(kernel, ratio, shift, blur), ratio)
 
 
 def phase_kernels(k: np.ndarray, centre: tuple[int, int], ratio: int) -> BinnedKernel:

@@ -153,6 +153,48 @@ def test_hst_model_inputs_remove_the_sky_pedestal_and_grow_segments():
     assert plain is seg
 
 
+def test_detection_psf_weights_bands_as_the_detection_image():
+    from pipeline.photometry import ujy_per_count
+    from pipeline.sim_bands import BANDS
+
+    rng = np.random.default_rng(3)
+    acs = rng.uniform(90, 110, (40, 40))             # 0.05" pixels: 2x2 blocks sum, weights quarter
+    ir = rng.uniform(9, 11, (20, 20))
+    weights = stage.detection_weights({"f814w": (acs, BANDS["f814w"].photfnu, 0.05),
+                                       "f160w": (ir, BANDS["f160w"].photfnu, 0.1)}, 0.1)
+    assert weights["f814w"] == pytest.approx(np.median(acs) / 4 / ujy_per_count(photfnu=BANDS["f814w"].photfnu) ** 2,
+                                             rel=0.05)
+    assert weights["f160w"] == pytest.approx(np.median(ir) / ujy_per_count(photfnu=BANDS["f160w"].photfnu) ** 2)
+    mix = stage.detection_psf({"f814w": 1.0, "f160w": 3.0, "f999w": 5.0}, 0.1)   # no model for f999w: left out
+    expected = 0.25 * stage.band_psf("f814w", 0.1) + 0.75 * stage.band_psf("f160w", 0.1)
+    np.testing.assert_allclose(mix, expected, atol=1e-12)
+    with pytest.raises(InputError, match="no PSF model"):
+        stage.detection_psf({"f999w": 1.0}, 0.1)
+
+
+def test_kernel_from_the_model_image_psf_reproduces_the_irac_psf():
+    """A point source in the HST model image (the F160W mosaic PSF) convolved with the kernel
+    matched from that PSF is the IRAC PSF on the IRAC grid; the F105W star stand-in is not."""
+    from scipy import fft
+
+    from pipeline.irac_kernel import matching_kernel, pad_to, to_centre
+
+    path = config.shared_path("psf", "irac_ch1_warm_psf.fits")
+    irac = to_centre(stage.load_irac_psf(path), stage.irac_psf_reference(path))
+    f160w = stage.band_psf("f160w", 0.1)
+    star = stage.load_hst_psf(config.shared_path(*stage.HST_PSF))
+
+    def binned_model(hst, hst_scale):
+        k = matching_kernel(hst, hst_scale, irac, 0.1, out_scale=0.1, recenter_target=False)
+        point = pad_to(f160w, k.shape)
+        image = np.real(fft.fftshift(fft.ifft2(fft.fft2(fft.ifftshift(point)) * fft.fft2(fft.ifftshift(k)))))
+        return image.reshape(60, 5, 60, 5).sum(axis=(1, 3))
+
+    target = pad_to(irac, (300, 300)).reshape(60, 5, 60, 5).sum(axis=(1, 3))
+    assert np.abs(binned_model(f160w, 0.1) - target).max() < 0.002 * target.max()
+    assert np.abs(binned_model(star, stage.HST_PSF_SCALE) - target).max() > 0.03 * target.max()
+
+
 def test_channels_and_fit_parameters():
     assert stage.channels({"channel": "both"}) == ("ch1", "ch2")
     assert stage.channels({"channel": "CH2"}) == ("ch2",)
@@ -168,6 +210,11 @@ def test_plan_needs_a_detect_run(engine):
         field = get_field(conn, "j001408m3023")
         with pytest.raises(InputError, match="needs a succeeded detect run"):
             stage.plan(conn, field, dict(stage.DEFAULTS), None)
+
+
+def conn_rows(engine, sql: str, run_id: int) -> list:
+    with engine.connect() as conn:
+        return conn.execute(text(sql), {"r": run_id}).all()
 
 
 # ----------------------------------------------------------------------------- mock field, end to end
@@ -221,8 +268,13 @@ def test_irac_rows_and_products_have_provenance(chain):
     assert {k: v for k, v in run.params.items() if k in stage.DEFAULTS} == stage.DEFAULTS
     for role, ref in run.params["reference_files"].items():
         assert ref["sha256"] == file_sha256(config.shared_path(*ref["file"].split("/"))), role
+    hst_filters = {f for f, in conn_rows(engine, "SELECT DISTINCT f.name FROM product p JOIN filter f USING (filter_id) "
+                                              "WHERE p.run_id = :r AND p.kind = 'hst_wht'", mosaic_run)}
+    assert hst_filters and {"f160w", "f814w"} <= hst_filters
+    # the detection image's PSF is built from the weights of the HST mosaics the detect run combined
     assert inputs == {"det_sci": det_run, "det_wht": det_run, "seg": det_run, "irac_sci_ch1": mosaic_run,
-                      "irac_wht_ch1": mosaic_run, "irac_sci_ch2": mosaic_run, "irac_wht_ch2": mosaic_run}
+                      "irac_wht_ch1": mosaic_run, "irac_sci_ch2": mosaic_run, "irac_wht_ch2": mosaic_run,
+                      **{f"hst_{k}_{f}": mosaic_run for f in hst_filters for k in ("sci", "wht")}}
     assert len(rows) == 2 * n_src and {r.run_id for r in rows} == {irac_run}
     assert {r.channel for r in rows} == {1, 2} and all(r.patch is not None and r.patch >= 0 for r in rows)
     # every source brighter than the first-pass limit (AB 24) is modelled; a flux is missing exactly
@@ -263,6 +315,58 @@ def test_irac_rows_and_products_have_provenance(chain):
 
 
 @pytest.mark.slow
+def test_pipeline_ends_with_zout_rows_for_every_source_and_cone_search_joins_redshifts(chain):
+    """Issue 7's end state on the mock chain: the pipeline (`runner.run_fields`, what `alcsdb
+    pipeline` runs) skips the unchanged HST stages and ends with a photoz run holding one zout row
+    per detected source; a cone search joined with zout returns those redshifts for exactly the
+    sources in the cone (brute-force angular distances). The redshift grid is coarse (step 0.1 in
+    ln(1+z)) so the template grid builds in seconds; accuracy is benchmarks/mock_photoz.py's job."""
+    from astropy.coordinates import SkyCoord
+
+    from alcsdb.errors import ConfigError
+    from pipeline.runner import STAGES, FieldJob, run_fields
+
+    try:
+        config.eazy_dir()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    engine, results, mock_dir = chain
+    [outcome] = run_fields(engine, [FieldJob(FIELD, mock_dir)], overrides={"photoz": {"z_step": 0.1, "z_max": 7.0}})
+    assert outcome.error is None, outcome.error
+    by_stage = {r.stage: r for r in outcome.results}
+    assert list(by_stage) == list(STAGES)
+    for s in ("mosaic", "detect", "photometry"):
+        assert by_stage[s].skipped and by_stage[s].run_id == results[s].run_id, s
+    photoz = by_stage["photoz"]
+    assert not photoz.skipped and photoz.rows["zout"] > 0
+    with engine.connect() as conn:
+        field = get_field(conn, FIELD)
+        sources = conn.execute(text("SELECT source_id, ra, dec FROM source WHERE run_id = :d ORDER BY source_id"),
+                               {"d": results["detect"].run_id}).all()
+        rows = conn.execute(text("SELECT source_id, z_phot, nusefilt, pz IS NOT NULL AS has_pz FROM zout "
+                                 "WHERE run_id = :r"), {"r": photoz.run_id}).all()
+        params = conn.execute(text("SELECT params FROM run WHERE run_id = :r"), {"r": photoz.run_id}).scalar_one()
+        radius = 10.0
+        cone = conn.execute(text(
+            "SELECT c.source_id, c.distance_arcsec, z.z_phot FROM alcs_cone_search(:ra, :dec, :r) c "
+            "JOIN zout z ON z.source_id = c.source_id AND z.run_id = :p"),
+            {"ra": field.ra, "dec": field.dec, "r": radius, "p": photoz.run_id}).all()
+    assert params["photometry_run"] == results["photometry"].run_id and params["irac_run"] is not None
+    zout = {r.source_id: r.z_phot for r in rows}
+    assert sorted(zout) == [s.source_id for s in sources]  # one row per source, no other
+    # every source measured in three or more filters was fitted (has p(z)); z_phot = -1 where p(z)
+    # peaks at Z_MIN, as eazy reports it
+    assert all(r.has_pz for r in rows if r.nusefilt >= 3) and sum(r.nusefilt >= 3 for r in rows) > 0.8 * len(rows)
+    z_phot = np.array(list(zout.values()), dtype=float)
+    assert np.all(np.isfinite(z_phot)) and np.all((z_phot == -1) | (z_phot > 0)) and np.mean(z_phot > 0) > 0.5
+    centre = SkyCoord(field.ra, field.dec, unit="deg")
+    sep = SkyCoord([s.ra for s in sources], [s.dec for s in sources], unit="deg").separation(centre).arcsec
+    inside = {s.source_id for s, d in zip(sources, sep) if d <= radius}
+    assert len(inside) >= 5 and {r.source_id for r in cone} == inside
+    assert all(r.z_phot == zout[r.source_id] for r in cone)
+
+
+@pytest.mark.slow
 def test_unchanged_irac_run_is_skipped(chain):
     engine, results, _ = chain
     again = run_stage(engine, "irac", FIELD)
@@ -277,10 +381,10 @@ def test_unchanged_irac_run_is_skipped(chain):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "issue 6 targets not met on the mocks (numbers: benchmarks/irac_accuracy.py): bright-source fluxes "
-    "are off by several percent, i.e. tens of sigma (HST-to-IRAC models ~5% too broad in the core, the "
-    "HST PSF halo missing from the 3\" F105W kernel star; IRAC mosaic background structure; mock sources "
-    "with F(4.5um)/F(F160W) up to ~3000), so pulls are systematic, not noise"))
+    "issue 6 targets not met on the mocks (numbers and causes: benchmarks/irac_accuracy.py, README): medians "
+    "are within 3%, but the pulls of bright sources are tens of sigma: 1-5% model systematics (HST segments "
+    "that cut the PSF halo and galaxy wings, SED-dependent HST PSF, Sersic refits, mock sources with "
+    "F(3.6um)/F(F160W) up to 100 that HST does not detect, mosaic pixel artefacts)"))
 def test_irac_accuracy_meets_the_issue_targets(chain):
     engine, results, mock_dir = chain
     truth = Table.read(mock_dir / "truth.fits", "SOURCES")

@@ -7,17 +7,30 @@ used, with that run's `aor` and `bcd` rows. Per channel (`channel` = ch1, ch2 or
 - the HST model image is the detection image minus a residual smooth sky (sep, sources masked;
   models are normalised segments, so a pedestal would widen them) and the segmentation is grown
   by golfir's watershed (`pipeline.irac.watershed_segmentation`);
-- at each patch centre the IRAC PSF is turned to the position angle of every AOR covering it and
-  averaged with the AORs' exposure time there (golfir's per-position PSF), and the HST-to-IRAC
-  kernel is matched from an HST PSF to it. There is no F160W PSF in the shared data: the F105W
-  star of `hff-cutouts/f105w_psf.fits.gz` (0.06"/pixel) stands in, as in the IRAC benchmark;
-- `pipeline.irac.fit_field` fits every patch (`n_proc` processes).
+- at each patch centre the IRAC PSF is turned (about its reference pixel, the source position in
+  golfir's PSF images) to the position angle of every AOR covering it and averaged with the
+  AORs' exposure time there (golfir's per-position PSF), and the HST-to-IRAC
+  kernel is matched from the PSF of the HST model image to it. That image is the detection image,
+  an inverse-variance, f-nu weighted mean of the ACS and WFC3/IR mosaics, so its PSF is the same
+  mean of the bands' PSFs (``hst_psf = "detection"``, `detection_psf`: each band's effective PSF
+  model of `pipeline.sim_psf`, fitted to the real encircled-energy curves, weighted by the median
+  weight of its mosaic in uJy^-2, i.e. for a flat f-nu source). The PSFs of the ACS bands hold
+  less light in their halos than F160W's: matched from the F160W PSF alone, an ACS-dominated
+  model's IRAC image is 6-7% of its peak off (``hst_psf = "f160w"`` or any modelled band selects
+  one band; ``"f105w_star"`` the F105W star of `hff-cutouts/f105w_psf.fits.gz`, the former
+  stand-in, 7% off for F160W). ``hst_psf_radius_arcsec`` cuts that PSF at a radius: the
+  model cutouts are segment-masked, so they lack the PSF halo beyond their segment, which a
+  kernel matched from the full PSF deconvolves as if it were there (models too narrow, fluxes
+  low: 1.5" raised the 2' mock's medians by 2-3%; the 3"-wide F105W star is such a cut PSF);
+- `pipeline.irac.fit_field` fits every patch (`n_proc` processes; on the dask cluster when the
+  stage runs as a dask task, `pipeline.distributed.patch_executor`).
 
 Writes `irac_flux` rows (flux, err in uJy; nexp, exptime from the BCD footprints covering the
 source; patch; bright; flag = `IracFlag` bits) and, per channel, the products
 `{field}-ch{N}_model.fits` (kind `irac_model`: HDUs MODEL, RESIDUAL, BACKGROUND, uJy per IRAC
 pixel on the mosaic's grid) and `{field}-ch{N}_components.fits` (kind `irac_components`: tables
-SOURCES, the per-source fit, and PATCHES, the patch boxes and fitted HST-to-IRAC shifts). The
+SOURCES, the per-source fit, and PATCHES, the patch boxes, fitted HST-to-IRAC shifts and model blur, and error
+model). The
 PSF files are reference data, not products: `plan` records their names and sha256 in the run
 parameters (`reference_files`), so a changed PSF file makes the stage run again.
 """
@@ -40,9 +53,10 @@ from alcsdb.measurements import filter_ids, write_irac
 from alcsdb.provenance import file_sha256
 
 from .. import irac as compute
-from ..images import load_image, pixscale_arcsec
-from ..irac_kernel import recenter_psf, resample_psf
-from ..photometry import error_and_mask, estimate_background
+from ..distributed import patch_executor
+from ..images import block_to_grid, load_image, pixscale_arcsec
+from ..irac_kernel import resample_psf, to_centre
+from ..photometry import error_and_mask, estimate_background, ujy_per_count
 from ..runner import Input, require_run, run_products
 
 CHANNELS = ("ch1", "ch2")
@@ -65,6 +79,8 @@ DEFAULTS = {
     "watershed_smooth_pix": 5.0,
     "watershed_min_sn": 1.0,
     "hst_background_box_arcsec": 32.0,
+    "hst_psf": "detection",
+    "hst_psf_radius_arcsec": None,
 }
 
 
@@ -84,9 +100,21 @@ def channels(params: dict) -> tuple[str, ...]:
     return (choice,)
 
 
-def psf_files(chans: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """Reference PSFs by role: the HST PSF and one IRAC PSF per channel (shared-data parts)."""
-    return {"hst_psf": HST_PSF, **{f"irac_psf_{ch}": ("psf", f"irac_{ch}_warm_psf.fits") for ch in chans}}
+def psf_files(chans: tuple[str, ...], hst_psf: str = "detection") -> dict[str, tuple[str, ...]]:
+    """Reference PSFs by role: one IRAC PSF per channel and, for ``hst_psf = "f105w_star"``, the
+    HST star (shared-data parts)."""
+    irac = {f"irac_psf_{ch}": ("psf", f"irac_{ch}_warm_psf.fits") for ch in chans}
+    return {"hst_psf": HST_PSF, **irac} if hst_psf == "f105w_star" else irac
+
+
+def check_hst_psf(value: str) -> str:
+    from ..sim_bands import BANDS
+
+    value = str(value).lower()
+    if value in ("detection", "f105w_star") or (value in BANDS and BANDS[value].is_hst):
+        return value
+    raise InputError(f"--param hst_psf={value!r}: choose detection, f105w_star or an HST band with a PSF model "
+                     f"({', '.join(b for b in BANDS if BANDS[b].is_hst)})")
 
 
 def mosaic_run_of(conn, det_run: int) -> int | None:
@@ -108,9 +136,18 @@ def plan(conn, field, params, input_dir) -> list[Input]:
         if {i.kind for i in irac if i.filter == ch} != {"irac_sci", "irac_wht"}:
             raise InputError(f"mosaic run {mosaic_run} of {field.name} has no {ch} mosaic (irac_sci + irac_wht): "
                              f"run with --param channel=... for the channels it has")
+    params["hst_psf"] = check_hst_psf(params.get("hst_psf", "detection"))
     params["reference_files"] = {role: {"file": "/".join(parts), "sha256": file_sha256(config.shared_path(*parts))}
-                                 for role, parts in psf_files(chans).items()}
-    return det + [dataclasses.replace(i, role=f"{i.kind}_{i.filter}") for i in irac]
+                                 for role, parts in psf_files(chans, params["hst_psf"]).items()}
+    hst = []
+    if params["hst_psf"] == "detection":
+        det_mosaic_run = mosaic_run_of(conn, det_run)
+        if det_mosaic_run is None:
+            raise InputError(f"detect run {det_run} of {field.name} read no HST mosaics: the detection image's PSF "
+                             f"is unknown (use --param hst_psf=f160w)")
+        hst = [dataclasses.replace(i, role=f"{i.kind}_{i.filter}")
+               for i in run_products(conn, det_mosaic_run, ("hst_sci", "hst_wht"))]
+    return det + [dataclasses.replace(i, role=f"{i.kind}_{i.filter}") for i in irac] + hst
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -135,6 +172,56 @@ def hst_model_inputs(image: np.ndarray, weight: np.ndarray, seg: np.ndarray, ids
     grown = compute.watershed_segmentation(model, scaled, seg, ids, xpeak, ypeak, smooth_pix=smooth_pix,
                                            min_sn=min_sn)
     return model, grown
+
+
+def band_psf(band: str, pixscale: float) -> np.ndarray:
+    """The PSF of a mosaic of HST ``band`` on a ``pixscale`` grid: the band's effective PSF model
+    (``pipeline.sim_psf``, pixel response included; core + halo, 11" wide) averaged over the
+    output pixel (a drizzled or block-summed mosaic's pixel) and sampled at its centres; odd-sized,
+    centred, unit sum."""
+    from scipy import signal
+
+    from ..sim_psf import effective_psf, pixel_box
+
+    fine = pixscale / 5
+    eff = signal.fftconvolve(effective_psf(band, scale=fine, size_arcsec=11.0), pixel_box(pixscale, fine),
+                             mode="same")
+    c = eff.shape[0] // 2
+    out = eff[c % 5::5, c % 5::5]
+    return out / out.sum()
+
+
+def detection_weights(mosaics: dict[str, tuple[np.ndarray, float, float]], pixscale: float) -> dict[str, float]:
+    """Weight of each band in the detection image for a flat f-nu source: per band (wht, PHOTFNU,
+    mosaic pixel scale), the median over covered pixels of its weight on the detection grid
+    (``block_to_grid``, as `pipeline.detect`) in uJy^-2 (``wht / ujy_per_count**2``)."""
+    out = {}
+    for band, (wht, photfnu, scale) in mosaics.items():
+        factor = int(round(pixscale / scale))
+        _, w = block_to_grid(np.zeros_like(wht), wht, factor)
+        good = w[(w > 0) & np.isfinite(w)]
+        out[band] = float(np.median(good)) / ujy_per_count(photfnu=photfnu) ** 2 if good.size else 0.0
+    return out
+
+
+def detection_psf(weights: dict[str, float], pixscale: float) -> np.ndarray:
+    """PSF of the detection image: the ``weights``-weighted mean of the bands' mosaic PSFs
+    (``band_psf``). Bands without a PSF model are left out (and named by ``InputError`` when
+    none has one)."""
+    from ..sim_bands import BANDS
+
+    known = {b: w for b, w in weights.items() if b in BANDS and BANDS[b].is_hst and w > 0}
+    if not known:
+        raise InputError(f"no PSF model for the detection bands {sorted(weights)}: use --param hst_psf=f160w")
+    total = sum(known.values())
+    return sum(w / total * band_psf(b, pixscale) for b, w in known.items())
+
+
+def truncate_psf(psf: np.ndarray, radius_pix: float) -> np.ndarray:
+    """``psf`` set to 0 beyond ``radius_pix`` of its centre pixel (n//2, n//2), unit sum."""
+    yy, xx = np.indices(psf.shape)
+    out = np.where(np.hypot(yy - psf.shape[0] // 2, xx - psf.shape[1] // 2) <= radius_pix, psf, 0.0)
+    return out / out.sum()
 
 
 def grid_orientation(wcs: WCS) -> float:
@@ -193,14 +280,20 @@ class AorFrames:
 class KernelAtPosition:
     """The HST-to-IRAC matching kernel and the IRAC PSF (both on the HST grid of ``out_scale``
     arcsec/pixel; the PSFs given at ``irac_psf_scale`` and ``hst_psf_scale``) at an IRAC mosaic
-    position (zero-indexed pixel of ``irac_wcs``): the PSF averaged over the AORs covering it, each turned to its angle on the grid and
-    weighted by its exposure time there (``position_psf``); positions no frame covers use every
-    AOR weighted by its total exposure time. Results are cached per distinct weight set (rounded
+    position (zero-indexed pixel of ``irac_wcs``): the PSF averaged over the AORs covering it, each
+    turned about the PSF's reference pixel ``irac_psf_reference`` (x, y; the source position in the
+    PSF image, default the centre pixel) to its angle on the grid and weighted by its exposure time
+    there (``position_psf``), then moved so that the reference pixel is the centre (``to_centre``,
+    not recentred on the core). Positions no frame covers use every AOR weighted by its total
+    exposure time. Results are cached per distinct weight set (rounded
     to 1%), so a field with few AOR combinations builds few kernels."""
 
     def __init__(self, irac_psf: np.ndarray, hst_psf: np.ndarray, frames: AorFrames, irac_wcs: WCS, *,
-                 out_scale: float, irac_psf_scale: float = IRAC_PSF_SCALE, hst_psf_scale: float = HST_PSF_SCALE):
+                 out_scale: float, irac_psf_scale: float = IRAC_PSF_SCALE, hst_psf_scale: float = HST_PSF_SCALE,
+                 irac_psf_reference: tuple[float, float] | None = None):
         self.irac_psf, self.hst_psf = irac_psf, hst_psf
+        self.reference = (tuple(float(v) for v in irac_psf_reference) if irac_psf_reference is not None
+                          else (float(irac_psf.shape[1] // 2), float(irac_psf.shape[0] // 2)))
         self.out_scale, self.irac_psf_scale, self.hst_psf_scale = out_scale, irac_psf_scale, hst_psf_scale
         self.frames, self.wcs = frames, irac_wcs
         self.angles = frames.pa_deg - grid_orientation(irac_wcs)
@@ -221,10 +314,11 @@ class KernelAtPosition:
     def _build(self, key: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
         w = np.array(key)
         use = w > 0
-        psf = compute.position_psf(self.irac_psf, self.angles[use], w[use])
+        psf = to_centre(compute.position_psf(self.irac_psf, self.angles[use], w[use], self.reference),
+                        self.reference)
         kernel = compute.matching_kernel(self.hst_psf, self.hst_psf_scale, psf, self.irac_psf_scale,
-                                         out_scale=self.out_scale)
-        on_grid = recenter_psf(resample_psf(psf, self.irac_psf_scale, self.out_scale), 1.0 / self.out_scale)
+                                         out_scale=self.out_scale, recenter_target=False)
+        on_grid = resample_psf(psf, self.irac_psf_scale, self.out_scale)
         return kernel, on_grid
 
     def _at(self, x: float, y: float) -> tuple[np.ndarray, np.ndarray]:
@@ -237,6 +331,16 @@ class KernelAtPosition:
         return self._at(x, y)[1]
 
 
+def image_header(path: Path) -> fits.Header:
+    """Primary header updated with the first 2-D image HDU's header (as ``load_image``), no data read."""
+    with fits.open(path) as hdul:
+        header = hdul[0].header.copy()
+        hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS") == 2), None)
+        if hdu is not None and hdu is not hdul[0]:
+            header.update(hdu.header)
+    return header
+
+
 def load_hst_psf(path: Path) -> np.ndarray:
     """The HST PSF star, its sky (median of the border pixels) subtracted."""
     psf = np.asarray(fits.getdata(path), dtype=float)
@@ -247,6 +351,14 @@ def load_hst_psf(path: Path) -> np.ndarray:
 def load_irac_psf(path: Path) -> np.ndarray:
     psf = np.asarray(fits.getdata(path), dtype=float)
     return psf / psf.sum()
+
+
+def irac_psf_reference(path: Path) -> tuple[float, float]:
+    """Zero-indexed (x, y) of the source in a golfir IRAC PSF image: ``CRPIX - 1`` from its header,
+    else golfir's rotation centre ``shape / 2 - 1``."""
+    header = fits.getheader(path)
+    default = (header["NAXIS1"] / 2 - 1, header["NAXIS2"] / 2 - 1)
+    return (float(header.get("CRPIX1", default[0] + 1)) - 1, float(header.get("CRPIX2", default[1] + 1)) - 1)
 
 
 def bright_flag(flag: np.ndarray) -> np.ndarray:
@@ -289,9 +401,14 @@ def write_model_products(run, field_name: str, ch: str, filter_id: int, outdir: 
     boxes = result.grid.boxes
     patches = Table({"patch": [b.index for b in boxes], "x0": [b.x0 for b in boxes], "y0": [b.y0 for b in boxes],
                      "nx": [b.nx for b in boxes], "ny": [b.ny for b in boxes],
-                     "shift_x": result.shifts[:, 0], "shift_y": result.shifts[:, 1]})
+                     "shift_x": result.shifts[:, 0], "shift_y": result.shifts[:, 1],
+                     "blur_arcsec": np.sqrt(result.shifts[:, 2]) * pixscale_arcsec(wcs),
+                     "err_scale": result.error_model[:, 0], "model_error": result.error_model[:, 1]})
     patches.meta["COMMENT"] = ["x0, y0, nx, ny: IRAC mosaic pixels (zero-indexed); shift: fitted HST-to-IRAC "
-                               "model shift, IRAC pixels"]
+                               "model shift, IRAC pixels; blur_arcsec: sigma of the fitted Gaussian blur of the "
+                               "models (the mosaic PSF's excess width over the reference PSF); "
+                               "err_scale, model_error: pixel variance "
+                               "err_scale^2/wht + (model_error * source model)^2 of the final fit"]
     hdus = [primary.copy()]
     for name, table in (("SOURCES", sources), ("PATCHES", patches)):
         hdu = fits.table_to_hdu(table)
@@ -323,7 +440,26 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         smooth_pix=params["watershed_smooth_pix"], min_sn=params["watershed_min_sn"])
     sources = compute.SourceTable(src["id"], src["x"], src["y"], src["mag_auto"], src["flux_radius"] * hst_scale)
     refs = params["reference_files"]
-    hst_psf = load_hst_psf(config.shared_path(*refs["hst_psf"]["file"].split("/")))
+    choice = params.get("hst_psf", "detection")
+    if choice == "f105w_star":
+        hst_psf, hst_psf_scale = load_hst_psf(config.shared_path(*refs["hst_psf"]["file"].split("/"))), HST_PSF_SCALE
+    elif choice == "detection":
+        mosaics = {}
+        for item in inputs:
+            if item.kind == "hst_wht":
+                wht, _, wcs = load_image(item.path)
+                photfnu = image_header(by_role[f"hst_sci_{item.filter}"].path).get("PHOTFNU")
+                if photfnu is None:
+                    raise InputError(f"{by_role[f'hst_sci_{item.filter}'].path}: no PHOTFNU")
+                mosaics[item.filter] = (wht, float(photfnu), pixscale_arcsec(wcs))
+        weights = detection_weights(mosaics, hst_scale)
+        progress("HST PSF: detection-image mean of " + ", ".join(f"{b} {w / sum(weights.values()):.2f}"
+                                                                  for b, w in weights.items()))
+        hst_psf, hst_psf_scale = detection_psf(weights, hst_scale), hst_scale
+    else:
+        hst_psf, hst_psf_scale = band_psf(choice, hst_scale), hst_scale
+    if params.get("hst_psf_radius_arcsec") is not None:
+        hst_psf = truncate_psf(hst_psf, float(params["hst_psf_radius_arcsec"]) / hst_psf_scale)
     fit_params = irac_params(params)
     fids = filter_ids(run.conn, list(channels(params)))
     blocks = {}
@@ -332,12 +468,15 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         irac_wht, _, _ = load_image(by_role[f"irac_wht_{ch}"].path)
         number = int(ch[2:])
         frames = aor_frames(run.conn, mosaic_run, number)
-        psfs = KernelAtPosition(load_irac_psf(config.shared_path(*refs[f"irac_psf_{ch}"]["file"].split("/"))),
-                                hst_psf, frames, irac_wcs, out_scale=hst_scale)
+        psf_path = config.shared_path(*refs[f"irac_psf_{ch}"]["file"].split("/"))
+        psfs = KernelAtPosition(load_irac_psf(psf_path), hst_psf, frames, irac_wcs, out_scale=hst_scale,
+                                hst_psf_scale=hst_psf_scale, irac_psf_reference=irac_psf_reference(psf_path))
         geometry = compute.IracGeometry.from_wcs(hst_wcs, irac_wcs)
         progress(f"{ch}: fitting {irac.shape[1]}x{irac.shape[0]} IRAC pixels, {len(frames.pa_deg)} AORs")
-        result = compute.fit_field(model_image, model_seg, sources, irac, irac_wht, geometry, psfs.kernel, psfs.psf,
-                                   fit_params, irac_scale=pixscale_arcsec(irac_wcs), n_proc=int(params["n_proc"]))
+        with patch_executor() as executor:
+            result = compute.fit_field(model_image, model_seg, sources, irac, irac_wht, geometry, psfs.kernel,
+                                       psfs.psf, fit_params, irac_scale=pixscale_arcsec(irac_wcs),
+                                       n_proc=int(params["n_proc"]), executor=executor)
         nexp, exptime = coverage(src["ra"], src["dec"], frames.corners, frames.exptime)
         blocks[number] = {"flux": result.flux, "err": result.err, "nexp": nexp, "exptime": exptime,
                           "patch": result.patch.astype(np.int64), "bright": bright_flag(result.flag),
