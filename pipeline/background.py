@@ -11,8 +11,13 @@ Pixels are zero-indexed as everywhere in the pipeline.
 - HST exposures first lose their pedestal sky, as in AstroDrizzle's sky subtraction: the
   sigma-clipped median of the source-masked pixels (:func:`exposure_pedestal`).
 - IRAC (README, IRAC step 3): a master background per AOR, the median in detector
-  coordinates of the AOR's frames with their sources masked, subtracted from every frame
-  (:func:`irac_master_background`).
+  coordinates of the AOR's frames with their sources masked, plus a pedestal per frame (its
+  own sky level), subtracted from every frame (:func:`irac_master_background`, golfir's
+  ``IracAOR.get_median``). The mosaic stage runs it twice, the second time with the sources
+  found on the first IRAC mosaic masked in every frame (:func:`mosaic_source_mask`,
+  :func:`blot_mask`; golfir's ``two_pass``): a compact field dithered less than its own size
+  keeps its sources on the same detector pixels in every frame, where single-frame masks
+  miss the faint wings and the median takes them for background.
 """
 from __future__ import annotations
 
@@ -44,6 +49,11 @@ class BackgroundParams:
     irac_back_size_arcsec : mesh of the per-frame sky used only to find the sources of an
         IRAC frame (and to fill master pixels that are masked in every frame).
     irac_dilate_arcsec : dilation radius of the IRAC source masks (the PSF FWHM is ~1.7").
+    irac_mosaic_mask : second IRAC background pass with the sources of the first IRAC mosaic
+        masked in every frame (golfir's ``two_pass``).
+    irac_mosaic_back_size_arcsec, irac_mosaic_thresh : sep mesh and threshold (x pixel
+        error) of that mosaic's source detection (golfir: 16 pixels of 0.5", 1.5 sigma);
+    irac_mosaic_dilate_arcsec : the mask is grown by this radius in each frame.
     """
 
     back_size_arcsec: float = 32.0
@@ -55,6 +65,10 @@ class BackgroundParams:
     iterations: int = 2
     irac_back_size_arcsec: float = 38.4
     irac_dilate_arcsec: float = 2.4
+    irac_mosaic_mask: bool = True
+    irac_mosaic_back_size_arcsec: float = 8.0
+    irac_mosaic_thresh: float = 1.5
+    irac_mosaic_dilate_arcsec: float = 3.6
 
 
 def _disk(radius_pix: float) -> np.ndarray:
@@ -168,6 +182,24 @@ def smooth_background(
     return np.where(nocov, 0.0, back).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class IracBackground:
+    """Background of one AOR's frames (detector coordinates, MJy/sr): the detector-fixed
+    ``master`` (median level ~0) and each frame's ``pedestals`` level; frame ``k`` loses
+    ``frame(k) = master + pedestals[k]``."""
+
+    master: np.ndarray
+    pedestals: np.ndarray
+
+    def frame(self, k: int) -> np.ndarray:
+        return self.master + np.float32(self.pedestals[k])
+
+    @property
+    def level(self) -> float:
+        """Median background level of the AOR (MJy/sr)."""
+        return float(np.median(self.master) + np.median(self.pedestals))
+
+
 def irac_master_background(
     frames: Sequence[np.ndarray],
     errs: Sequence[np.ndarray],
@@ -175,39 +207,87 @@ def irac_master_background(
     *,
     pixscale: float,
     params: BackgroundParams = BackgroundParams(),
-) -> np.ndarray:
-    """Master background of one AOR: per-pixel median of its source-masked frames.
+    source_masks: Sequence[np.ndarray | None] | None = None,
+) -> IracBackground:
+    """Master background and frame pedestals of one AOR (golfir's ``get_median``).
 
     frames, errs, masks : the AOR's BCD images (MJy/sr, detector coordinates, all the same
         shape), their 1-sigma uncertainties and bad-pixel masks (True = bad).
     pixscale : detector arcsec per pixel (1.2" for IRAC).
+    source_masks : optional per-frame masks of known sources (True = source), e.g. the
+        sources of a deeper mosaic (:func:`blot_mask`), masked in every pass.
 
-    Pass 1 is the plain median of the frames. In each further pass (``iterations`` in
-    all) the sources of every frame are found on ``frame - master`` (so detector-fixed
-    structure is not taken for sources; a coarse sep sky of ``irac_back_size_arcsec`` removes
-    the frame's level) and masked with the segmentation dilated by ``irac_dilate_arcsec``,
-    and the master is the median of the masked frames. Pixels masked in every frame take a
-    smooth sep interpolation of the master. Returns float32 MJy/sr, to be subtracted from
-    each frame of the AOR.
+    Each frame's pedestal is the median of its unmasked pixels less the previous pass's master
+    (so the detector pattern under each frame's own mask does not bias it) and the master is the
+    per-pixel median of the pedestal-subtracted, masked frames. Pass 1 masks only
+    ``source_masks``; in each further pass (``iterations`` in all) the sources of every frame
+    are found on ``frame - pedestal - master`` (so detector-fixed structure is not taken for
+    sources; a coarse sep sky of ``irac_back_size_arcsec`` removes what is left of the level)
+    and masked with the segmentation dilated by ``irac_dilate_arcsec``. Pixels masked in every
+    frame take a smooth sep interpolation of the master. Returns float32 MJy/sr.
     """
     if not frames:
         raise ValueError("irac_master_background needs at least one frame")
     box = int(round(params.irac_back_size_arcsec / pixscale))
     bads = [np.asarray(m, bool) | ~np.isfinite(f) | ~(np.asarray(e) > 0) for f, e, m in zip(frames, errs, masks)]
     data = [np.ascontiguousarray(np.where(b, 0.0, f), dtype=np.float32) for f, b in zip(frames, bads)]
-    stack = np.stack([np.where(b, np.nan, d) for d, b in zip(data, bads)])
-    master = _masked_median(stack, box, params.filter_size)
-    for _ in range(params.iterations - 1):
+    known = [np.zeros(b.shape, bool) if m is None else np.asarray(m, bool)
+             for b, m in zip(bads, source_masks or [None] * len(frames))]
+    masked = list(known)
+    master = np.zeros(data[0].shape, np.float32)
+    for it in range(max(params.iterations, 1)):
+        # the level of each frame relative to the current master: on the raw frame, the
+        # detector pattern under each frame's own (different) mask would bias it
+        pedestals = np.array([_pedestal(d - master, b | m, b) for d, b, m in zip(data, bads, masked)],
+                             dtype=np.float32)
+        stack = np.stack([np.where(b | m, np.nan, d - p) for d, b, m, p in zip(data, bads, masked, pedestals)])
+        master = _masked_median(stack, box, params.filter_size)
+        if it == params.iterations - 1:
+            break
         for k, (d, err, bad) in enumerate(zip(data, errs, bads)):
-            diff = np.ascontiguousarray(d - master, dtype=np.float32)
+            diff = np.ascontiguousarray(d - pedestals[k] - master, dtype=np.float32)
             diff -= _sep_background(diff, bad, box, params.filter_size).back()
             sources = source_mask(
                 diff, np.where(bad, 0.0, err), bad, thresh=params.detect_thresh,
                 minarea=params.minarea, dilate_pix=params.irac_dilate_arcsec / pixscale,
             )
-            stack[k] = np.where(bad | sources, np.nan, d)
-        master = _masked_median(stack, box, params.filter_size)
-    return master
+            masked[k] = sources | known[k]
+    return IracBackground(master, pedestals)
+
+
+def _pedestal(data: np.ndarray, masked: np.ndarray, bad: np.ndarray) -> float:
+    """Median of the unmasked pixels (of the good ones if every pixel is masked)."""
+    keep = ~masked if np.any(~masked) else ~bad
+    return float(np.median(data[keep])) if np.any(keep) else 0.0
+
+
+def mosaic_source_mask(sci: np.ndarray, wht: np.ndarray, *, pixscale: float,
+                       params: BackgroundParams = BackgroundParams()) -> np.ndarray:
+    """Sources of an IRAC mosaic (any flux unit per pixel, ``wht`` its inverse variance):
+    sep segmentation at ``irac_mosaic_thresh`` times the pixel error above a sep sky of
+    ``irac_mosaic_back_size_arcsec`` meshes, grown by one pixel."""
+    err, nocov = error_and_mask(sci, wht)
+    data = np.ascontiguousarray(np.where(nocov, 0.0, sci), dtype=np.float32)
+    box = int(round(params.irac_mosaic_back_size_arcsec / pixscale))
+    data -= _sep_background(data, nocov, box, params.filter_size).back()
+    return source_mask(data, err, nocov, thresh=params.irac_mosaic_thresh, minarea=params.minarea,
+                       dilate_pix=0.0) & ~nocov
+
+
+def blot_mask(mask: np.ndarray, mask_wcs, frame_wcs, shape: tuple[int, int], *, dilate_pix: float = 0.0
+              ) -> np.ndarray:
+    """A mosaic mask (True = masked) seen by a frame: the mosaic pixel under each frame pixel
+    centre (both WCS with ``all_pix2world``/``all_world2pix``, distortion included), grown by a
+    disk of ``dilate_pix`` frame pixels. Frame pixels off the mosaic are not masked."""
+    yy, xx = np.indices(shape, dtype=float)
+    ra, dec = frame_wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
+    mx, my = mask_wcs.all_world2pix(ra, dec, 0)
+    ix, iy = np.floor(mx + 0.5).astype(np.int64), np.floor(my + 0.5).astype(np.int64)
+    inside = (ix >= 0) & (iy >= 0) & (ix < mask.shape[1]) & (iy < mask.shape[0])
+    out = np.zeros(ix.size, bool)
+    out[inside] = np.asarray(mask, bool)[iy[inside], ix[inside]]
+    out = out.reshape(shape)
+    return ndimage.binary_dilation(out, structure=_disk(dilate_pix)) if dilate_pix > 0 and out.any() else out
 
 
 def _masked_median(stack: np.ndarray, box: int, filter_size: int) -> np.ndarray:
