@@ -6,7 +6,8 @@ Simulates a field (`pipeline.mock`, reused when the work folder has it), runs th
 `peak_rss_mb` in the `run` table is that stage's own), and prints:
 
 - the measured 5-sigma point-source depth of F160W (total magnitude of a point source whose 0.7"
-  aperture flux is 5x the NMAD of empty apertures), next to the mock's nominal depth;
+  aperture flux is 5x the NMAD of empty apertures: outside the segments of the pipeline's and of
+  the release's extraction), next to the mock's nominal depth;
 - detection completeness for truth sources brighter than (depth - 1) inside the field (a truth
   source is found when a detection lies within `--match-arcsec`), the fraction of spurious
   detections (no truth source of any magnitude within that radius) and the median offset of the
@@ -21,7 +22,9 @@ Simulates a field (`pipeline.mock`, reused when the work folder has it), runs th
   on each mosaic, corrected with the release's encircled energy (what the mosaics alone give,
   without detection and the Kron/aperture corrections); and the detection with the error scale
   of 0.4" block sums (the photometry's) instead of the release's mesh rms (grizli);
-- each stage's wall time, CPU time and peak resident memory.
+- each stage's wall time, CPU time and peak resident memory;
+- the mosaic stage's alignment, absolute astrometry and empty-sky background against the truth
+  (issue 10; ``benchmarks/alignment.py``, which also reads a kept schema on its own).
 
     python benchmarks/hst_accuracy.py --size-arcmin 2 --seed 1
 """
@@ -158,6 +161,26 @@ def completeness_by_segment_area(det_x: np.ndarray, det_y: np.ndarray, true_x: n
     return out
 
 
+def classify_missed(missed: list, true_x: np.ndarray, true_y: np.ndarray, true_flux: np.ndarray, seg: np.ndarray,
+                    pixscale: float, blend_arcsec: float = BLEND_ARCSEC) -> dict[str, int]:
+    """Why the missed truth sources (``(x, y, mag)`` of :class:`Detection`) were missed: a brighter
+    truth source within ``blend_arcsec`` (a blend); else inside another detection's segment (its
+    light joined to a neighbour's, which deblending did not split); else on no segment (below
+    the isophote)."""
+    out = {"brighter truth source within 1\"": 0, "inside another source's segment": 0, "on no segment": 0}
+    tree = cKDTree(np.c_[true_x, true_y])
+    for x, y, mag in missed:
+        flux = 10 ** (-0.4 * (mag - 23.9))
+        near = tree.query_ball_point([x, y], blend_arcsec / pixscale)
+        if any(true_flux[j] > flux * 1.0001 for j in near):
+            out["brighter truth source within 1\""] += 1
+        elif seg[int(np.clip(round(y), 0, seg.shape[0] - 1)), int(np.clip(round(x), 0, seg.shape[1] - 1))] > 0:
+            out["inside another source's segment"] += 1
+        else:
+            out["on no segment"] += 1
+    return out
+
+
 def unblended(x: np.ndarray, y: np.ndarray, mag: np.ndarray, radius: float) -> np.ndarray:
     """Sources with no brighter source within ``radius`` (same units as x, y)."""
     out = np.ones(len(x), bool)
@@ -218,6 +241,21 @@ class PointSources:
     pull_nmad: float
     pull_std: float
     bright_rel_nmad: float
+    median_rel_err: float = float("nan")
+    pull_nmad_err: float = float("nan")
+    pulls: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)
+    rel: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)
+
+
+def bootstrap_error(values: np.ndarray, statistic, *, n: int = 1000, seed: int = 0) -> float:
+    """Standard deviation of ``statistic`` over ``n`` bootstrap resamples of ``values`` (fixed
+    seed; NaN for fewer than 3 values): the sampling error of a median or an NMAD of a few
+    dozen sources."""
+    v = np.asarray(values, float)
+    if v.size < 3:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    return float(np.std([statistic(v[rng.integers(0, v.size, v.size)]) for _ in range(n)]))
 
 
 def point_source_scores(flux: np.ndarray, err: np.ndarray, true: np.ndarray, *,
@@ -225,13 +263,25 @@ def point_source_scores(flux: np.ndarray, err: np.ndarray, true: np.ndarray, *,
     """Median of flux / true - 1 over all finite values; the scatter (NMAD and standard
     deviation) of (flux - true) / err over the noise-limited ones (true S/N = true / err below
     ``faint_sn``); the NMAD of flux / true - 1 over those above ``bright_sn``, whose errors the
-    photon noise no longer dominates (the per-source systematic floor: PSF sampling)."""
+    photon noise no longer dominates (the per-source systematic floor: PSF sampling); the
+    bootstrap errors of the median and of the pull NMAD."""
     ok = np.isfinite(flux) & np.isfinite(err) & (err > 0) & (true > 0)
     rel = flux[ok] / true[ok] - 1
     sn = true[ok] / err[ok]
     pull = ((flux[ok] - true[ok]) / err[ok])[sn < faint_sn]
     return PointSources(int(ok.sum()), float(np.median(rel)) if ok.any() else float("nan"), int(pull.size),
-                        nmad(pull), float(np.std(pull)) if pull.size else float("nan"), nmad(rel[sn > bright_sn]))
+                        nmad(pull), float(np.std(pull)) if pull.size else float("nan"), nmad(rel[sn > bright_sn]),
+                        bootstrap_error(rel, np.median), bootstrap_error(pull, nmad), pull, rel)
+
+
+def pooled(scores: list[PointSources]) -> PointSources:
+    """The pulls of several filters together (their noise is independent): NMAD, standard
+    deviation and bootstrap error of the NMAD; the median of all relative errors."""
+    pulls = np.concatenate([s.pulls for s in scores]) if scores else np.zeros(0)
+    rel = np.concatenate([s.rel for s in scores]) if scores else np.zeros(0)
+    return PointSources(int(rel.size), float(np.median(rel)) if rel.size else float("nan"), int(pulls.size),
+                        nmad(pulls), float(np.std(pulls)) if pulls.size else float("nan"), float("nan"),
+                        bootstrap_error(rel, np.median), bootstrap_error(pulls, nmad), pulls, rel)
 
 
 # ----------------------------------------------------------------------------- reading the runs
@@ -282,7 +332,12 @@ def evaluate(engine, field: str, mock_dir: Path, *, match_arcsec: float = MATCH_
     f160 = next(m for m in mosaics if m["filter"] == "f160w")
     factor = int(round(scale / f160["pixscale"]))
     ee = 1.0 / float(total_correction("f160w", np.array([APERTURE_DIAMETERS_ARCSEC[DEPTH_APERTURE] / 2]))[0])
-    depth, n_empty = empty_aperture_depth(f160["sci"], f160["wht"], np.kron(seg, np.ones((factor, factor), np.int32)),
+    # empty sky: outside the segments of the pipeline's detection AND of the release's extraction
+    # (the high-pass keeps only the cores of large galaxies as segments, which would count their
+    # envelopes as sky and make the depth, a property of the images, depend on the detection)
+    _, release_seg = _extract(det_products, det_wcs, scale, highpass_arcsec=None)
+    occupied = ((seg > 0) | (release_seg > 0)).astype(np.int32)
+    depth, n_empty = empty_aperture_depth(f160["sci"], f160["wht"], np.kron(occupied, np.ones((factor, factor), np.int32)),
                                           pixscale=f160["pixscale"], ujy_per_count=f160["ujy"], ee=ee)
     det = detection_scores(src["x"], src["y"], tx, ty, np.asarray(truth["mag_f160w"], float), seg.shape, depth,
                            pixscale=scale, match_arcsec=match_arcsec)
@@ -303,9 +358,14 @@ def evaluate(engine, field: str, mock_dir: Path, *, match_arcsec: float = MATCH_
         vals[vals[:, 0] > SATURATED_UJY] = np.nan
         points[f] = point_source_scores(vals[:, 0], vals[:, 1], true)
         baseline[f] = point_source_scores(*_truth_position_apertures(m, truth, star_rows, mjd), true)
-    det_blocks = _block_scale_detection(det_products, det_wcs, tx, ty, truth, depth, scale, match_arcsec)
+    args = (det_products, det_wcs, tx, ty, truth, depth, scale, match_arcsec)
+    variants = {"pipeline": det, "release (no high-pass)": _redetect(*args, highpass_arcsec=None),
+                "block scale": _redetect(*args, block_scale=True),
+                "DEBLEND_CONT 1e-4": _redetect(*args, deblend_cont=1e-4)}
+    why_missed = classify_missed(det.missed, tx, ty, np.asarray(truth["flux_f160w"], float), seg, scale)
     return {"detect_run": det_run, "photometry_run": phot_run, "depth": depth, "n_empty": n_empty,
-            "detection": det, "detection_block_scale": det_blocks, "by_segment_area": by_area, "n_stars": int(stars.sum()),
+            "detection": det, "detection_variants": variants, "by_segment_area": by_area, "why_missed": why_missed,
+            "n_stars": int(stars.sum()),
             "n_stars_matched": int(len(star_rows)), "points": points, "baseline": baseline, "filters": filters,
             "pixels": seg.shape}
 
@@ -325,23 +385,34 @@ def _truth_position_apertures(mosaic: dict, truth: Table, rows: np.ndarray, mjd:
     return out["flux"][:, DEPTH_APERTURE] * corr, out["fluxerr"][:, DEPTH_APERTURE] * corr
 
 
-def _block_scale_detection(det_products, det_wcs, tx, ty, truth, depth, scale, match_arcsec) -> Detection:
-    """Detection on the same image with the error scale of 0.4" block sums (the photometry's,
-    `noise_scale`) instead of the release's mesh rms."""
+def _extract(det_products, det_wcs, scale, *, block_scale: bool = False, **overrides):
+    """The detect stage's extraction on its own detection image with other settings (see
+    :func:`_redetect`): (catalog, segmentation)."""
     from pipeline import detect as compute
     from pipeline.images import load_image
     from pipeline.photometry import error_and_mask, estimate_background
-    from pipeline.stages.detect import DEFAULTS
+    from pipeline.stages.detect import DEFAULTS, detect_params
 
     image, _, _ = load_image(det_products["det_sci"].path)
     weight, _, _ = load_image(det_products["det_wht"].path)
-    err, mask = error_and_mask(image, weight)
-    blocks = estimate_background(image, err, mask, pixscale=scale, err_scale="blocks").err_scale
-    # detect() rescales by the mesh rms when asked: give it the block-scaled weight instead
-    params = compute.DetectParams(**{**DEFAULTS, "rescale_weight": False})
-    cat, _ = compute.detect(image, np.where(mask, 0.0, weight / blocks**2), det_wcs, params=params)
+    params = {**DEFAULTS, **overrides}
+    if block_scale:
+        err, mask = error_and_mask(image, weight)
+        blocks = estimate_background(image, err, mask, pixscale=scale, err_scale="blocks").err_scale
+        # detect() rescales by the mesh rms when asked: give it the block-scaled weight instead
+        weight = np.where(mask, 0.0, weight / blocks**2)
+        params["rescale_weight"] = False
+    return compute.detect(image, weight, det_wcs, params=detect_params(params, scale))
+
+
+def _redetect(det_products, det_wcs, tx, ty, truth, depth, scale, match_arcsec, *, block_scale: bool = False,
+              **overrides) -> Detection:
+    """Detection on the same detection image with other settings: ``block_scale`` uses the error
+    scale of 0.4" block sums (the photometry's, `noise_scale`) instead of the release's mesh
+    rms; ``overrides`` replace release parameters (e.g. ``deblend_cont``, ``highpass_arcsec``)."""
+    cat, seg = _extract(det_products, det_wcs, scale, block_scale=block_scale, **overrides)
     return detection_scores(np.asarray(cat["x"]), np.asarray(cat["y"]), tx, ty, np.asarray(truth["mag_f160w"], float),
-                            image.shape, depth, pixscale=scale, match_arcsec=match_arcsec)
+                            seg.shape, depth, pixscale=scale, match_arcsec=match_arcsec)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -361,31 +432,36 @@ def run_cli_stage(url: str, stage: str, field: str, input_dir: Path | None) -> t
 
 
 def print_report(size: float, seed: int, nominal: float, scores: dict, costs: dict, match_arcsec: float) -> None:
-    d, g = scores["detection"], scores["detection_block_scale"]
+    d, variants = scores["detection"], scores["detection_variants"]
     print(f"\nHST accuracy on a {size:g}' mock (seed {seed}); detection grid {scores['pixels'][1]}x"
           f"{scores['pixels'][0]} px; match radius {match_arcsec:g}\"")
     print(f"F160W 5-sigma point-source depth (0.7\" aperture, {scores['n_empty']} empty apertures): "
           f"{d.depth:.2f} measured, {nominal:.2f} nominal")
-    print(f"\n{'detection':<34} {'pipeline':>10} {'block scale':>13}  target")
-    print(f"  {'truth sources < depth - 1':<32} {d.n_bright:>10} {g.n_bright:>13}")
-    print(f"  {'completeness':<32} {100 * d.completeness:>9.1f}% {100 * g.completeness:>12.1f}%  >= 95%")
-    print(f"  {'detections':<32} {d.n_detected:>10} {g.n_detected:>13}")
-    print(f"  {'spurious':<32} {100 * d.spurious:>9.1f}% {100 * g.spurious:>12.1f}%  < 2%")
-    print(f"  {'median offset (arcsec)':<32} {d.median_offset_arcsec:>10.4f} {g.median_offset_arcsec:>13.4f}  < 0.02")
-    label = "  no brighter source within 1 arcsec"
-    print(f"  {label:<32} {d.median_offset_unblended_arcsec:>10.4f} "
-          f"{g.median_offset_unblended_arcsec:>13.4f}")
+    names = list(variants)
+    print(f"\n{'detection':<34}" + "".join(f"{n:>23}" for n in names) + "  target")
+    rows = [("truth sources < depth - 1", lambda v: f"{v.n_bright:>23}", ""),
+            ("completeness", lambda v: f"{100 * v.completeness:>22.1f}%", ">= 95%"),
+            ("detections", lambda v: f"{v.n_detected:>23}", ""),
+            ("spurious", lambda v: f"{100 * v.spurious:>22.1f}%", "< 2%"),
+            ("median offset (arcsec)", lambda v: f"{v.median_offset_arcsec:>23.4f}", "< 0.02"),
+            ("  no brighter source within 1\"", lambda v: f"{v.median_offset_unblended_arcsec:>23.4f}", "")]
+    for label, cell, target in rows:
+        print(f"  {label:<32}" + "".join(cell(variants[n]) for n in names) + f"  {target}")
     print("  completeness by the area of the segment under the true position:")
     for lo, hi, n, frac in scores["by_segment_area"]:
         print(f"    {lo:>5g}-{hi:<5g} arcsec2 {n:>5} sources {100 * frac:>6.1f}%")
+    print("  missed sources: " + ", ".join(f"{n} {why}" for why, n in scores["why_missed"].items()))
     print(f"\nisolated point sources: {scores['n_stars']} in the field, {scores['n_stars_matched']} matched")
-    print(f"  {'filter':<7} {'n':>3} {'median-1':>9} {'n(S/N<20)':>10} {'pull NMAD':>10} {'pull std':>9} "
+    print(f"  {'filter':<7} {'n':>3} {'median-1':>15} {'n(S/N<20)':>10} {'pull NMAD':>12} {'pull std':>9} "
           f"{'S/N>100 NMAD':>13}   baseline: {'median-1':>8} {'pull NMAD':>10}")
-    for f in scores["filters"]:
-        p, b = scores["points"][f], scores["baseline"][f]
-        print(f"  {f:<7} {p.n:>3} {100 * p.median_rel:>+8.2f}% {p.n_faint:>10} {p.pull_nmad:>10.2f} {p.pull_std:>9.2f} "
-              f"{100 * p.bright_rel_nmad:>12.2f}%   {'':>9} {100 * b.median_rel:>+7.2f}% {b.pull_nmad:>10.2f}")
-    print("  targets: median within +-2%, pull scatter 0.8-1.2")
+    rows = [(f, scores["points"][f], scores["baseline"][f]) for f in scores["filters"]]
+    rows.append(("all", pooled([p for _, p, _ in rows]), pooled([b for _, _, b in rows])))
+    for f, p, b in rows:
+        bright = f"{100 * p.bright_rel_nmad:>12.2f}%" if np.isfinite(p.bright_rel_nmad) else f"{'':>13}"
+        print(f"  {f:<7} {p.n:>3} {100 * p.median_rel:>+7.2f}+-{100 * p.median_rel_err:4.2f}% {p.n_faint:>10} "
+              f"{p.pull_nmad:>6.2f}+-{p.pull_nmad_err:4.2f} {p.pull_std:>9.2f} {bright}   "
+              f"{'':>9} {100 * b.median_rel:>+7.2f}% {b.pull_nmad:>10.2f}")
+    print("  targets: median within +-2%, pull scatter 0.8-1.2 (+-: bootstrap errors; 'all' pools the filters)")
     print(f"\n{'stage':<11} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}")
     for stage, c in costs.items():
         print(f"  {stage:<9} {c['wall_time_s']:>8.1f} {c['cpu_s']:>8.1f} {c['peak_rss_mb']:>12.0f}")
@@ -409,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="reuse this kept schema (and keep it): with --stages, re-run only later stages")
     p.add_argument("--stages", nargs="*", choices=STAGES, default=list(STAGES),
                    help="stages to (re)run before scoring (default all three)")
+    p.add_argument("--no-alignment", action="store_true",
+                   help="skip the alignment, astrometry and background figures (benchmarks/alignment.py)")
     args = p.parse_args(argv)
     work = args.workdir or Path(f"/tmp/alcsdb-hst-bench-{args.size_arcmin:g}-{args.seed}")
     work.mkdir(parents=True, exist_ok=True)
@@ -443,6 +521,11 @@ def main(argv: list[str] | None = None) -> int:
             with engine.connect() as conn:
                 costs[stage] = {**latest_run(conn, args.field, stage), "cpu_s": cpu, "process_wall_s": wall}
         scores = evaluate(engine, args.field, mock_dir, match_arcsec=args.match_arcsec)
+        aligned = None
+        if not args.no_alignment:
+            from benchmarks import alignment
+
+            aligned = alignment.evaluate(engine, args.field, mock_dir)
     finally:
         engine.dispose()
         if keep:
@@ -452,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
                 conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
     print_report(args.size_arcmin, args.seed, nominal, scores, costs, args.match_arcsec)
+    if aligned is not None:
+        alignment.print_report(aligned)
     return 0
 
 

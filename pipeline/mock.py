@@ -120,7 +120,35 @@ def _render_hst_band(band: str, exposures: list[Exposure], truth: Table,
             if key not in mappings:
                 mappings[key] = StampMapping.from_cd(exposures[k].true_wcs.wcs.cd, stamp.scale)
             add_stamp(images[k], conv, mappings[key], positions[k][0][i], positions[k][1][i], flux[i])
-    return [add_halo(img, band, b.pixscale) for img in images]
+    return [add_halo(img, band, _pixscale(e.true_wcs)) for img, e in zip(images, exposures)]
+
+
+def _pixscale(wcs: WCS) -> float:
+    return float(np.sqrt(abs(np.linalg.det(wcs.wcs.cd))) * 3600.0)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """What :func:`_render_hst_band` needs of an exposure, for any pixel grid."""
+
+    true_wcs: WCS
+    shape: tuple[int, int]
+    mjd: float
+    exptime: float = 0.0
+
+
+def render_truth(truth: Table, band: str, wcs: WCS, shape: tuple[int, int], mjd: float) -> np.ndarray:
+    """Noiseless image of the truth sources in HST ``band`` on any grid (a CD-matrix TAN
+    ``wcs`` and ``shape``), stars at epoch ``mjd``, rendered as the mock renders its exposures
+    but integrated over the grid's own pixels: electrons/s per pixel of that grid (a drizzled
+    mosaic's units). For scoring products against the truth (e.g. the light of all sources
+    in what looks like empty sky)."""
+    if wcs.wcs.has_pc() and not wcs.wcs.has_cd():
+        wcs = wcs.deepcopy()
+        wcs.wcs.cd = wcs.pixel_scale_matrix
+        wcs.wcs.set()
+    return _render_hst_band(band, [_Grid(wcs, tuple(shape), float(mjd))], truth,
+                            _StampCache(truth, BANDS[band].pixscale))[0]
 
 
 def _irac_scene_wcs(ra: float, dec: float, size_arcsec: float) -> tuple[WCS, tuple[int, int]]:

@@ -34,6 +34,7 @@ CR_RATE = 2e-9  # ACS cosmic-ray hits per pixel per second
 HOT_PIXEL_FRACTION = 2e-5
 DQ_HOT, DQ_CR = 16, 4096
 IRAC_PSF_RADIUS = 16.0  # arcsec: the real PSF images are 30" wide
+IRAC_FRAMES_PER_AOR = 6
 
 
 def make_wcs(crval: tuple[float, float], crpix: tuple[float, float], scale_arcsec: float,
@@ -214,8 +215,9 @@ def plan_hst(rng: np.random.Generator, ra: float, dec: float, size_arcsec: float
 
 
 def plan_irac(rng: np.random.Generator, ra: float, dec: float, size_arcsec: float,
-              offsets: bool, margin_arcsec: float = 10.0) -> list[Exposure]:
-    """IRAC: 3-4 AORs at different position angles and epochs, each with 6 dithered frames
+              offsets: bool, margin_arcsec: float = 10.0, n_frames: int | None = None) -> list[Exposure]:
+    """IRAC: 3-4 AORs at different position angles and epochs, each with ``n_frames``
+    (default ``IRAC_FRAMES_PER_AOR``) dithered frames
     per channel (ch1 and ch2 share AORKEY and EXPID numbers, as real AORs do); a random
     pointing error per AOR (up to 0.3"). Frames (at most the real 256 x 256) hold the light
     of every source of the field plus ``margin_arcsec`` at any angle and dither."""
@@ -223,7 +225,7 @@ def plan_irac(rng: np.random.Generator, ra: float, dec: float, size_arcsec: floa
     n_aor = int(rng.integers(3, 5))
     mjds = np.sort(rng.uniform(*IRAC_EPOCH_MJD, n_aor))
     aorkeys = np.sort(rng.choice(np.arange(40_000_000, 65_000_000), n_aor, replace=False))
-    n_frames = 6
+    n_frames = IRAC_FRAMES_PER_AOR if n_frames is None else n_frames
     for k in range(n_aor):
         aorkey = int(aorkeys[k])
         pa = rng.uniform(0.0, 360.0)

@@ -40,11 +40,10 @@ def core_kernel(band: str, scale: float) -> np.ndarray:
     """
     b = BANDS[band]
     n = 2 * int(np.ceil(CORE_TRUNC_ARCSEC / scale)) + 1
-    prof = galsim.Convolve(
-        galsim.Airy(lam=b.photplam / 10.0, diam=HST_DIAMETER_M, obscuration=HST_OBSCURATION,
-                    scale_unit=galsim.arcsec),
-        galsim.Gaussian(sigma=b.core_sigma),
-    )
+    prof = galsim.Airy(lam=b.photplam / 10.0, diam=HST_DIAMETER_M, obscuration=HST_OBSCURATION,
+                       scale_unit=galsim.arcsec)
+    if b.core_sigma > 0:
+        prof = galsim.Convolve(prof, galsim.Gaussian(sigma=b.core_sigma))
     k = prof.drawImage(nx=n, ny=n, scale=scale, method="no_pixel").array.astype(float)
     k[_radius_grid(n, scale) > CORE_TRUNC_ARCSEC] = 0.0
     k /= k.sum()
@@ -72,11 +71,24 @@ def add_halo(core_image: np.ndarray, band: str, scale: float) -> np.ndarray:
     return (1.0 - f) * core_image + f * halo
 
 
+def pixel_box(pixscale: float, scale: float) -> np.ndarray:
+    """A square detector pixel of side ``pixscale`` (arcsec) on a ``scale`` grid: odd-sized,
+    unit sum, edge cells weighted by the fraction of them the pixel covers."""
+    h = pixscale / scale / 2.0
+    n = int(np.ceil(h - 0.5))
+    c = np.arange(-n, n + 1, dtype=float)
+    w = np.clip(np.minimum(c + 0.5, h) - np.maximum(c - 0.5, -h), 0.0, None)
+    box = np.outer(w, w)
+    return box / box.sum()
+
+
 def effective_psf(band: str, scale: float = 0.01, size_arcsec: float = 11.0) -> np.ndarray:
-    """The full effective PSF image of HST ``band`` (unit sum) on a ``scale`` grid."""
+    """The full effective PSF of HST ``band`` (unit sum) on a ``scale`` grid: the optical PSF
+    (core and halo) convolved with the band's native pixel, i.e. what a pixel centred at each
+    offset records (the mock integrates its images over pixels, ``sim_render.add_stamp``)."""
     n = 2 * int(np.ceil(size_arcsec / 2 / scale)) + 1
     core = np.zeros((n, n))
-    k = core_kernel(band, scale)
+    k = signal.fftconvolve(core_kernel(band, scale), pixel_box(BANDS[band].pixscale, scale), mode="full")
     m = (n - k.shape[0]) // 2
     core[m:m + k.shape[0], m:m + k.shape[1]] = k
     return add_halo(core, band, scale)

@@ -27,6 +27,7 @@ GAIA_G_LIMIT = 21.0
 BG_DENSITY_28 = 200.0
 BG_SLOPE = 0.25
 BG_MAG_RANGE = (18.0, 29.5)
+RED_TEMPLATE_Z_MAX = 3.0  # quiescent / dusty templates only below this z (beyond: star-forming)
 CLUSTER_DENSITY = 25.0  # members per arcmin^2 of simulated area
 CLUSTER_CORE_ARCSEC = 25.0
 STAR_DENSITY = 8.0  # per arcmin^2
@@ -76,9 +77,13 @@ def _background(rng, half: float):
     z = np.clip((0.1 + 0.07 * (mags - 18.0)) * rng.gamma(3.0, size=count), 0.05, 7.0)
     quiescent = rng.uniform(size=count) < np.where(mags < 23.0, 0.25, 0.08)
     dusty = ~quiescent & (rng.uniform(size=count) < 0.1)
-    templates = np.where(quiescent, rng.choice(QUIESCENT_TEMPLATES, count),
-                         np.where(dusty, rng.choice(DUSTY_TEMPLATES, count),
-                                  rng.choice(STAR_FORMING_TEMPLATES, count)))
+    # red templates at z > 3 made HST-dark IRAC sources (F160W 28 mag, 4.5 um 20 mag, i.e. rest-frame
+    # optical luminosities beyond any galaxy's) at ~10 per arcmin^2; they are star-forming there
+    # (the three draws keep their order, so no other property changes)
+    red_ok = z <= RED_TEMPLATE_Z_MAX
+    quiescent_t, dusty_t = rng.choice(QUIESCENT_TEMPLATES, count), rng.choice(DUSTY_TEMPLATES, count)
+    star_forming_t = rng.choice(STAR_FORMING_TEMPLATES, count)
+    templates = np.where(quiescent & red_ok, quiescent_t, np.where(dusty & red_ok, dusty_t, star_forming_t))
     n = np.clip(np.where(quiescent, rng.normal(3.5, 0.8, count), rng.lognormal(0.1, 0.35, count)),
                 0.5, 6.0)
     r_half = np.clip(0.35 * 10 ** (-0.1 * (mags - 23.0) + rng.normal(0, 0.18, count)), 0.03, 3.0)

@@ -35,6 +35,26 @@ def alcsdb_home() -> Path:
     shutil.rmtree(home, ignore_errors=True)
 
 
+#: the small mock most pipeline tests share (`mock_core`)
+MOCK_FIELD, MOCK_SIZE_ARCMIN, MOCK_SEED = "j001408m3023", 0.5, 3
+
+
+def simulate_core(outdir: Path):
+    """`alcsdb mock OUTDIR --field j001408m3023 --size-arcmin 0.5 --seed 3`: 0.5' of Abell 2744's
+    cluster core at the field's release position, with injected pointing errors."""
+    from pipeline import mock
+
+    return mock.simulate_field(outdir, field=MOCK_FIELD, size_arcmin=MOCK_SIZE_ARCMIN, seed=MOCK_SEED,
+                               **mock._field_defaults(MOCK_FIELD))
+
+
+@pytest.fixture(scope="session")
+def mock_core(tmp_path_factory):
+    """The `simulate_core` mock, simulated once per test process (the simulation is the costliest
+    part of several test modules) and shared read-only: tests write their outputs elsewhere."""
+    return simulate_core(tmp_path_factory.mktemp("mock_core") / MOCK_FIELD)
+
+
 @pytest.fixture(scope="session")
 def server_urls(alcsdb_home) -> dict[str, str]:
     from alcsdb import db

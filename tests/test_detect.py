@@ -1,6 +1,7 @@
 """Tests of pipeline.detect: SExtractor reference, real HFF cutouts, synthetic sources."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 
@@ -12,7 +13,7 @@ from astropy.stats import sigma_clipped_stats
 from astropy.wcs import WCS, FITSFixedWarning
 from scipy import ndimage
 
-from pipeline.detect import DetectParams, detect, detection_image, gaussian_kernel, psf_kernel
+from pipeline.detect import DetectParams, detect, detection_image, gaussian_kernel, highpass_level, psf_kernel
 from pipeline.photometry import APERTURE_DIAMETERS_ARCSEC, total_correction, ujy_per_count
 from tests.test_photometry import gaussian_image, shared
 
@@ -257,11 +258,12 @@ def f105w_kernel():
     return psf_kernel(psf, psf_pixscale=PIXSCALE, pixscale=PIXSCALE)
 
 
+@pytest.mark.parametrize("highpass", [None, 2.0], ids=["release", "highpass"])
 @pytest.mark.parametrize("name", HFF_CUTOUTS)
-def test_real_cutouts_give_sensible_sources(name, f105w_kernel):
+def test_real_cutouts_give_sensible_sources(name, highpass, f105w_kernel):
     sci, wht, wcs, photfnu = load_cutout(name)
     image, weight = detection_image([sci], [wht], [photfnu])
-    params = DetectParams(filter_kernel=f105w_kernel, tot_corr_filter="f105w")
+    params = DetectParams(filter_kernel=f105w_kernel, tot_corr_filter="f105w", highpass_arcsec=highpass)
     catalog, seg = detect(image, weight, wcs, params=params)
     assert len(catalog) >= 3
     assert catalog.meta["PIXSCALE"] == pytest.approx(PIXSCALE, rel=1e-4)
@@ -299,5 +301,93 @@ def test_real_cutouts_give_sensible_sources(name, f105w_kernel):
     ee_3 = total_correction("f105w", np.array([1.5]))[0]
     with np.errstate(invalid="ignore"):
         mag_3 = 23.9 - 2.5 * np.log10(catalog["flux_aper_6"] * ee_3)
+    if highpass:
+        # the release's usable sources only: the high-pass also finds sources on the envelopes of
+        # bright galaxies (cd_galaxy), whose 3" apertures hold that envelope's light
+        release, _ = detect(image, weight, wcs, params=dataclasses.replace(params, highpass_arcsec=None))
+        d = np.hypot(catalog["x"][:, None] - release["x"][None, :], catalog["y"][:, None] - release["y"][None, :])
+        usable &= d.min(axis=1) < 2
+        # every source of the release's extraction is kept: the catalog is a superset (a clump of
+        # a spiral can be the brightest piece found in its segment, 0.8" from the galaxy's centroid)
+        assert len(catalog) >= len(release)
+        assert (d.min(axis=0) < 1.0 / PIXSCALE).all()
     assert usable.any() or name == "spiral_galaxy"
     assert (np.abs(catalog["mag_auto"] - mag_3)[usable] < 0.6).all()
+
+
+def test_stage_builds_the_f160w_matched_filter():
+    from pipeline.sim_psf import effective_psf
+    from pipeline.stages.detect import DEFAULTS, detect_params
+
+    assert DEFAULTS["filter_kernel"] == "f160w_psf"
+    kernel = np.asarray(detect_params(DEFAULTS, 0.1).filter_kernel)
+    assert kernel.shape == (11, 11) and kernel.sum() == pytest.approx(1.0)
+    assert np.unravel_index(np.argmax(kernel), kernel.shape) == (5, 5)
+    expected = psf_kernel(effective_psf("f160w", scale=0.02, size_arcsec=3.0), psf_pixscale=0.02, pixscale=0.1)
+    np.testing.assert_allclose(kernel, expected)
+    # wider than the F105W kernel on the same grid, narrower than a 0.3" Gaussian
+    assert kernel.max() < psf_kernel(effective_psf("f105w", scale=0.02, size_arcsec=3.0), psf_pixscale=0.02,
+                                     pixscale=0.1).max()
+    assert kernel.max() > gaussian_kernel(0.3, 0.1).max()
+    assert detect_params({**DEFAULTS, "filter_kernel": None}, 0.1).filter_kernel is None
+
+
+# --- extraction after removing the light on large scales (BCG, intracluster light) ---------
+
+def _bcg_scene(seed: int = 0):
+    """A de Vaucouleurs galaxy (r_e = 5", 2000 uJy) with three compact galaxies of 0.5 uJy
+    (1/4000 of it, S/N ~ 80) 3-6" from its centre, on a 0.1" grid with white noise."""
+    n = 401
+    yy, xx = np.indices((n, n)).astype(float)
+    c = (n - 1) / 2
+    r = np.hypot(xx - c, (yy - c) / 0.8) * 0.1
+    image = np.exp(-7.669 * ((r / 5.0) ** 0.25 - 1))
+    image *= 2000.0 / image.sum()
+    faint = [(c + 30, c + 5), (c - 20, c + 45), (c + 10, c - 60)]
+    for x, y in faint:
+        image += 0.5 * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 1.2**2) / (2 * np.pi * 1.2**2)
+    sigma = 0.0015
+    image += np.random.default_rng(seed).normal(0, sigma, image.shape)
+    return image.astype(np.float32), np.full(image.shape, sigma**-2, np.float32), faint
+
+
+def test_highpass_finds_faint_galaxies_inside_a_bcg_envelope():
+    """The release's extraction joins the envelope and the galaxies on it into one parent, and
+    DEBLEND_CONT 0.001 x its flux is above theirs: only the BCG is found. After a 2" running
+    median is removed each is found at its position, and the BCG keeps its release shape, so
+    its Kron flux does not change."""
+    image, weight, faint = _bcg_scene()
+    wcs = tan_wcs(image.shape, 0.1)
+    kernel = gaussian_kernel(0.15, 0.1)
+    release, _ = detect(image, weight, wcs, params=DetectParams(pixscale=0.1, filter_kernel=kernel))
+    found, seg = detect(image, weight, wcs, params=DetectParams(pixscale=0.1, filter_kernel=kernel,
+                                                                  highpass_arcsec=2.0))
+    assert found.meta["HIGHPASS"] == 2.0 and release.meta["HIGHPASS"] == 0.0
+
+    def nearest(cat, x, y):
+        return np.min(np.hypot(cat["x"] - x, cat["y"] - y))
+
+    assert all(nearest(release, x, y) > 10 for x, y in faint)
+    assert all(nearest(found, x, y) < 0.5 for x, y in faint)
+    bcg_release = release[np.argmax(release["flux_auto"])]
+    bcg = found[np.argmax(found["flux_auto"])]
+    assert np.hypot(bcg["x"] - 200, bcg["y"] - 200) < 0.5
+    assert bcg["flux_auto"] == pytest.approx(bcg_release["flux_auto"], rel=0.01)
+    assert bcg["a_image"] == pytest.approx(bcg_release["a_image"], rel=1e-6)
+    assert len(found) <= len(faint) + 2  # the BCG, the three, at most one noise peak
+    for x, y in faint:  # the faint ones keep their own, compact shapes
+        assert found[np.argmin(np.hypot(found["x"] - x, found["y"] - y))]["a_image"] < 3
+
+
+def test_highpass_level_removes_smooth_light_and_keeps_compact_sources():
+    """Only detection uses the high-passed image (fluxes are measured on the release's): it must
+    remove light that is smooth over the window and keep a compact source."""
+    yy, xx = np.indices((200, 200)).astype(float)
+    star = 50.0 * np.exp(-0.5 * ((xx - 100.3) ** 2 + (yy - 80.6) ** 2) / 1.5**2) / (2 * np.pi * 1.5**2)
+    mask = np.zeros((200, 200), bool)
+    gradient = 1.0 + 0.01 * xx - 0.005 * yy
+    level = highpass_level((gradient + star).astype(np.float32), mask, 20.0)
+    far = (np.hypot(xx - 100.3, yy - 80.6) > 25) & (xx > 20) & (xx < 180) & (yy > 20) & (yy < 180)
+    np.testing.assert_allclose(level[far], gradient[far], atol=1e-5)
+    flat = highpass_level((1.0 + star).astype(np.float32), mask, 20.0)
+    assert (1.0 + star - flat)[70:92, 90:112].sum() == pytest.approx(star.sum(), rel=0.03)

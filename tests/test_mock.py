@@ -22,14 +22,14 @@ from pipeline.sim_observe import apply_offset, plan_hst, plan_irac
 from pipeline.sim_psf import effective_psf, psf_encircled_energy
 from pipeline.sim_sources import REF_EPOCH_MJD, make_sources
 
-SEED = 3
-SIZE_ARCMIN = 0.5
+from .conftest import MOCK_SEED as SEED
+from .conftest import MOCK_SIZE_ARCMIN as SIZE_ARCMIN
+from .conftest import simulate_core
 
 
 @pytest.fixture(scope="module")
-def field(tmp_path_factory) -> mock.MockInfo:
-    return mock.simulate_field(tmp_path_factory.mktemp("mock") / "a", size_arcmin=SIZE_ARCMIN,
-                               seed=SEED)
+def field(mock_core) -> mock.MockInfo:
+    return mock_core
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_psf_model_follows_real_encircled_energy():
 
 
 def test_same_seed_gives_identical_files_and_other_seed_differs(field, tmp_path):
-    again = mock.simulate_field(tmp_path / "b", size_arcmin=SIZE_ARCMIN, seed=SEED)
+    again = simulate_core(tmp_path / "b")
     ours = [field.truth, field.refcat, field.json] + field.hst_files + field.irac_files
     theirs = [again.truth, again.refcat, again.json] + again.hst_files + again.irac_files
     assert [p.relative_to(field.outdir) for p in ours] == [p.relative_to(again.outdir) for p in theirs]

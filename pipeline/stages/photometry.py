@@ -8,12 +8,18 @@ empty apertures (`empty_aperture_scale`: correlated noise, confusion, background
 plus the source's Poisson noise (the mosaic's total EXPTIME as gain); `apcorr_i = flux_auto / flux_aper_i` (detection image); per
 filter `{f}_tot_corr` from the point-source curve of growth at the circularized Kron radius, and
 `corr`, `tot` with errors. Writes `aperture_flux` and `total_correction` rows.
+
+The smooth background of each filter mosaic is estimated with the detection segments (grown by 2
+pixels) masked (``background_masks_sources``; False: every pixel, as before): the sources' own
+light in the 4" meshes raised it under them, and the 0.7" totals of isolated stars of a 2' mock
+were 0.3-1.6% lower (F105W -2.2%, -0.6% with the mask).
 """
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+from scipy import ndimage
 from sqlalchemy import text
 
 from alcsdb.copyload import fetch_columns
@@ -24,7 +30,8 @@ from ..images import load_image, pixscale_arcsec
 from ..runner import Input, require_run, run_products
 from .detect import load_mosaics
 
-DEFAULTS = {"subpix": 5, "max_masked_fraction": compute.MAX_MASKED_FRACTION, "background": True}
+DEFAULTS = {"subpix": 5, "max_masked_fraction": compute.MAX_MASKED_FRACTION, "background": True,
+            "background_masks_sources": True}
 
 
 def plan(conn, field, params, input_dir) -> list[Input]:
@@ -57,7 +64,8 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         x, y = wcs.all_world2pix(src["ra"], src["dec"], 0)
         err, mask = compute.error_and_mask(sci, wht)
         scale = pixscale_arcsec(wcs)
-        bkg = (compute.estimate_background(sci, err, mask, pixscale=scale, err_scale="blocks")
+        sky_mask = mask | ndimage.binary_dilation(seg_map > 0, iterations=2) if params["background_masks_sources"] else mask
+        bkg = (compute.estimate_background(sci, err, sky_mask, pixscale=scale, err_scale="blocks")
                if params["background"] else None)
         scales = (compute.empty_aperture_scale(sci, wht, seg_map, pixscale=scale, background=bkg)
                   if bkg is not None else None)
