@@ -92,6 +92,7 @@ def open_cluster(scheduler: str | None = None, workers: int = 2) -> Iterator:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         with Client(cluster) as client:
+            client.wait_for_workers(workers, timeout=120)  # every worker registered before work is placed
             yield client
     finally:
         cluster.close()
@@ -154,10 +155,11 @@ def stage_task(url: str, settings: dict[str, str], stage: str, field: str, overr
 
 
 class _ClientMap:
-    """`Executor.map` on a dask client: every call's arguments scattered to the workers first
-    (patch cutouts are megabytes: too large to travel inside the task graph), the calls' data dealt
-    to the workers in turn so the tasks, which run where their data is, start spread over the
-    cluster (a plain scatter may leave them all on one busy worker); results in order."""
+    """`Executor.map` on a dask client: every call's arguments scattered first (patch cutouts
+    are megabytes: too large to travel inside the task graph), the calls dealt to the workers in
+    turn (a loose restriction: another worker may take a call if its own is gone). A worker's
+    client scatters to its own worker, and tasks follow their data: without the restriction every
+    patch ran on the submitting worker. Results in order."""
 
     def __init__(self, client):
         self.client = client
@@ -169,9 +171,9 @@ class _ClientMap:
         workers = sorted(self.client.scheduler_info().get("workers", {}))
         futures = []
         for i, args in enumerate(calls):
-            where = [workers[i % len(workers)]] if workers else None
-            data = self.client.scatter(list(args), workers=where, hash=False)
-            futures.append(self.client.submit(fn, *data, pure=False))
+            data = self.client.scatter(list(args), hash=False)
+            where = {"workers": [workers[i % len(workers)]], "allow_other_workers": True} if workers else {}
+            futures.append(self.client.submit(fn, *data, pure=False, **where))
         return iter(self.client.gather(futures))
 
 

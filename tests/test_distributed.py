@@ -151,8 +151,8 @@ def test_fields_run_at_once_on_both_workers_and_the_cluster_is_not_a_parameter(e
         single_hash = conn.execute(text("SELECT params_hash FROM run WHERE run_id = :r"),
                                    {"r": runs["single"]["mosaic"]}).scalar()
     (_, pid_a, start_a, end_a, msg_a, hash_a), (_, pid_b, start_b, end_b, _, _) = rows
-    assert pid_a != pid_b and os.getpid() not in (pid_a, pid_b)          # two worker processes
-    assert start_a < end_b and start_b < end_a                          # at the same time
+    assert pid_a != pid_b and os.getpid() not in (pid_a, pid_b), rows          # two worker processes
+    assert start_a < end_b and start_b < end_a, rows                          # at the same time
     assert "dask scheduler" in msg_a and "2 workers" in msg_a and "ran on worker" in msg_a
     assert hash_a == single_hash
     # the newest detect run of field 1 is the cluster's: unchanged in this process, so skipped
