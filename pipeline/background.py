@@ -82,6 +82,16 @@ def _sep_background(data: np.ndarray, mask: np.ndarray, box: int, filter_size: i
     return sep.Background(data, mask=mask, bw=box, bh=box, fw=filter_size, fh=filter_size)
 
 
+def _masked_sky(data: np.ndarray, mask: np.ndarray, box: int, filter_size: int) -> np.ndarray:
+    """sep sky of ``data`` with ``mask`` (True = not sky), float32. sep rejects meshes that are
+    mostly masked; when it rejects every one (a crowded image a few meshes wide, large source
+    masks) its sky is all zero, and the sky is then the median of the unmasked pixels."""
+    back = _sep_background(data, mask, box, filter_size).back()
+    if not np.any(back) and np.any(~mask):
+        back = np.full(data.shape, np.median(data[~mask]), dtype=np.float32)
+    return back
+
+
 def source_mask(
     data: np.ndarray,
     err: np.ndarray,
@@ -102,7 +112,7 @@ def source_mask(
     sep.set_extract_pixstack(max(pixstack, data.size))
     try:
         _, seg = sep.extract(
-            data, thresh, err=err, mask=mask, minarea=minarea, deblend_cont=1.0,
+            data, thresh, err=err, mask=mask, minarea=minarea, deblend_nthresh=1, deblend_cont=1.0,
             clean=False, segmentation_map=True,
         )
     finally:
@@ -119,7 +129,7 @@ def _sources(data: np.ndarray, err: np.ndarray, nocov: np.ndarray, pixscale: flo
     local_box = int(round(params.mask_back_size_arcsec / pixscale))
     mask = nocov
     for _ in range(params.iterations):
-        local = _sep_background(data, mask, local_box, params.filter_size).back()
+        local = _masked_sky(data, mask, local_box, params.filter_size)
         sources = source_mask(
             data - local, err, nocov, thresh=params.detect_thresh,
             minarea=params.minarea, dilate_pix=params.dilate_arcsec / pixscale,
@@ -174,11 +184,7 @@ def smooth_background(
     data = np.ascontiguousarray(np.where(nocov, 0.0, sci), dtype=np.float32)
     mask = nocov | _sources(data, err, nocov, pixscale, params)
     box = int(round(params.back_size_arcsec / pixscale))
-    back = _sep_background(data, mask, box, params.filter_size).back()
-    if not np.any(back) and np.any(~mask):
-        # sep rejects meshes that are mostly masked; with all of them rejected (crowded
-        # image smaller than a few meshes) the sky is the median of the unmasked pixels
-        back = np.full(data.shape, np.median(data[~mask]), dtype=np.float32)
+    back = _masked_sky(data, mask, box, params.filter_size)
     return np.where(nocov, 0.0, back).astype(np.float32)
 
 

@@ -531,3 +531,32 @@ def test_final_mosaic_absolute_astrometry(field, built):
         raw_sci, raw_wht = drizzle(chips, grid, pixfrac=0.33)
         raw = star_offsets(raw_sci, raw_wht, grid.wcs(p.layer), field.refcat, field.epochs[root], radius=1.0)
         assert np.median(raw) > 0.2
+
+
+def test_source_mask_of_a_blob_with_thousands_of_peaks():
+    """A mask needs no deblending: a bright envelope holding ~3000 peaks (a cluster core under
+    large masks) overflowed sep's deblending tree; the whole envelope is masked."""
+    from pipeline.background import source_mask
+
+    yy, xx = np.mgrid[:400, :400]
+    data = 50.0 * np.exp(-((xx - 200.0) ** 2 + (yy - 200.0) ** 2) / (2 * 90.0**2))
+    dy, dx = (yy % 7) - 3.0, (xx % 7) - 3.0  # a peak (sigma 1.2 pixels) in every 7x7 cell
+    data = (data + 30.0 * np.exp(-(dx**2 + dy**2) / (2 * 1.2**2))).astype(np.float32)
+    err = np.ones_like(data)
+    mask = source_mask(data, err, np.zeros(data.shape, bool), thresh=2.0, minarea=5, dilate_pix=0.0)
+    assert mask[data > 2.5].all() and mask.sum() < 1.05 * (data > 2.0).sum()  # (sep smooths first)
+
+
+def test_background_when_sep_rejects_every_mesh():
+    """Source masks covering most of every mesh: sep's sky is all zero, the sky is the median
+    of the unmasked pixels (both the local sky of the source finding and the returned sky)."""
+    rng = np.random.default_rng(3)
+    n, sigma, sky, pixscale = 256, 1.0, 40.0, 0.1
+    sci = sky + rng.normal(0, sigma, (n, n))
+    yy, xx = np.mgrid[:n, :n]
+    blobs = ((xx % 64 - 32) ** 2 + (yy % 64 - 32) ** 2) < 30**2  # 69% of every 6.4" mesh
+    sci[blobs] += 50.0
+    wht = np.full((n, n), sigma**-2)
+    params = BackgroundParams(back_size_arcsec=6.4, mask_back_size_arcsec=6.4, iterations=2)
+    bkg = smooth_background(sci, wht, pixscale=pixscale, params=params)
+    assert np.all(np.abs(bkg - sky) < 0.1 * sigma)
