@@ -117,6 +117,13 @@ def with_schema(url: str, schema: str) -> str:
     return parsed.set(query=query).render_as_string(hide_password=False)
 
 
+def schema_of(url: str) -> str | None:
+    """The schema a `with_schema` URL works in (None for a URL without one)."""
+    options = str(make_url(url).query.get("options", ""))
+    found = re.search(r"-csearch_path=(\S+)", options)
+    return found.group(1) if found else None
+
+
 def make_engine(url: str | None = None, **kw) -> Engine:
     """An engine on the resolved URL. JIT is off: it only slows the short queries alcsdb runs."""
     resolved = resolve_url(url)
@@ -223,15 +230,22 @@ def require_current(engine: Engine) -> None:
 
 
 @contextmanager
-def scratch_schema(base_url: str, prefix: str = "scratch", *, migrate: bool = True) -> Iterator[str]:
-    """A fresh schema on the server of `base_url` (migrated to head unless `migrate=False`), dropped
-    afterwards; yields its URL. Tests, benchmarks and throw-away work use it to stay isolated."""
+def scratch_schema(base_url: str, prefix: str = "scratch", *, migrate: bool = True, name: str | None = None,
+                   keep: bool = False) -> Iterator[str]:
+    """A schema on the server of `base_url` (migrated to head unless `migrate=False`); yields its URL.
+
+    By default a fresh `{prefix}_...` schema, dropped afterwards: tests, benchmarks and throw-away
+    work use it to stay isolated. `name` works in that schema instead (created if missing, never
+    dropped: a benchmark re-running later stages on kept runs); `keep` leaves the fresh schema in
+    place (`schema_of(url)` names it).
+    """
     import uuid
 
-    schema = validate_identifier(f"{prefix}_{uuid.uuid4().hex[:12]}", "schema name")
+    schema = validate_identifier(name or f"{prefix}_{uuid.uuid4().hex[:12]}", "schema name")
+    drop = name is None and not keep
     admin = make_engine(base_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
+        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
     url = with_schema(base_url, schema)
     try:
         if migrate:
@@ -240,6 +254,7 @@ def scratch_schema(base_url: str, prefix: str = "scratch", *, migrate: bool = Tr
             engine.dispose()
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        if drop:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
         admin.dispose()

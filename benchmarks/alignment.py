@@ -419,10 +419,6 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     home = args.home or (Path(os.environ["ALCSDB_HOME"]) if os.environ.get("ALCSDB_HOME") else work / "home")
     os.environ["ALCSDB_HOME"] = str(home)
-    import uuid
-
-    from sqlalchemy import text
-
     from alcsdb import db
     from pipeline.mock import _field_defaults, simulate_field
 
@@ -431,32 +427,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simulating a {args.size_arcmin:g}' mock (seed {args.seed}) in {mock_dir}", flush=True)
         simulate_field(mock_dir, field=args.field, size_arcmin=args.size_arcmin, seed=args.seed,
                        **_field_defaults(args.field))
-    base = db.embedded_url()
-    schema = args.schema or f"align_{uuid.uuid4().hex[:8]}"
-    keep = args.keep or args.schema is not None
-    admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
-    if args.schema is None:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = db.with_schema(base, schema)
-    engine = db.make_engine(url)
     wall = None
-    try:
+    with db.scratch_schema(db.embedded_url(), "align", name=args.schema, keep=args.keep) as url:
+        if args.keep or args.schema:
+            print(f"schema kept: {db.schema_of(url)}", flush=True)
         if args.schema is None:
-            db.upgrade(engine)
-            print(f"alcsdb run mosaic --input {mock_dir} (schema {schema})", flush=True)
+            print(f"alcsdb run mosaic --input {mock_dir} (schema {db.schema_of(url)})", flush=True)
             wall = run_mosaic_stage(url, args.field, mock_dir)
-        scores = evaluate(engine, args.field, mock_dir, baseline=not args.no_baseline,
-                          cell_arcsec=args.cell_arcsec,
-                          background_filters=tuple(args.background_filters) if args.background_filters else None)
-    finally:
-        engine.dispose()
-        if keep:
-            print(f"schema kept: {schema}")
-        else:
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+        engine = db.make_engine(url)
+        try:
+            scores = evaluate(engine, args.field, mock_dir, baseline=not args.no_baseline,
+                              cell_arcsec=args.cell_arcsec,
+                              background_filters=tuple(args.background_filters) if args.background_filters else None)
+        finally:
+            engine.dispose()
     if wall is not None:
         print(f"mosaic stage: {wall:.0f} s wall")
     print_report(scores)

@@ -36,7 +36,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -494,8 +493,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import json
 
-    from sqlalchemy import text
-
     from alcsdb import db
     from pipeline.mock import _field_defaults, simulate_field
 
@@ -504,36 +501,24 @@ def main(argv: list[str] | None = None) -> int:
         simulate_field(mock_dir, field=args.field, size_arcmin=args.size_arcmin, seed=args.seed,
                        **_field_defaults(args.field))
     nominal = json.loads((mock_dir / "mock.json").read_text())["parameters"]["depth"]["f160w"]
-    base = db.embedded_url()
-    schema = args.schema or f"bench_{uuid.uuid4().hex[:8]}"
-    keep = args.keep or args.schema is not None
-    admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
-    if args.schema is None:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = db.with_schema(base, schema)
-    engine = db.make_engine(url)
-    try:
-        db.upgrade(engine)
-        costs = {}
-        for stage in args.stages:
-            wall, cpu = run_cli_stage(url, stage, args.field, mock_dir if stage == "mosaic" else None)
-            with engine.connect() as conn:
-                costs[stage] = {**latest_run(conn, args.field, stage), "cpu_s": cpu, "process_wall_s": wall}
-        scores = evaluate(engine, args.field, mock_dir, match_arcsec=args.match_arcsec)
-        aligned = None
-        if not args.no_alignment:
-            from benchmarks import alignment
+    with db.scratch_schema(db.embedded_url(), "bench", name=args.schema, keep=args.keep) as url:
+        if args.keep or args.schema:
+            print(f"schema kept: {db.schema_of(url)}", flush=True)
+        engine = db.make_engine(url)
+        try:
+            costs = {}
+            for stage in args.stages:
+                wall, cpu = run_cli_stage(url, stage, args.field, mock_dir if stage == "mosaic" else None)
+                with engine.connect() as conn:
+                    costs[stage] = {**latest_run(conn, args.field, stage), "cpu_s": cpu, "process_wall_s": wall}
+            scores = evaluate(engine, args.field, mock_dir, match_arcsec=args.match_arcsec)
+            aligned = None
+            if not args.no_alignment:
+                from benchmarks import alignment
 
-            aligned = alignment.evaluate(engine, args.field, mock_dir)
-    finally:
-        engine.dispose()
-        if keep:
-            print(f"schema kept: {schema}")
-        else:
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+                aligned = alignment.evaluate(engine, args.field, mock_dir)
+        finally:
+            engine.dispose()
     print_report(args.size_arcmin, args.seed, nominal, scores, costs, args.match_arcsec)
     if aligned is not None:
         alignment.print_report(aligned)

@@ -41,7 +41,6 @@ import resource
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -372,34 +371,25 @@ def main(argv: list[str] | None = None) -> int:
         simulate_field(mock_dir, field=args.field, size_arcmin=args.size_arcmin, seed=args.seed)
     t_mock = time.perf_counter() - t0
     truth = Table.read(mock_dir / "truth.fits", "SOURCES")
-    base = db.embedded_url()
-    schema = args.schema or f"bench_{uuid.uuid4().hex[:8]}"
-    keep = args.keep or args.schema is not None
-    admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
-    url = db.with_schema(base, schema)
-    engine = db.make_engine(url)
-    try:
-        db.upgrade(engine)
-        times = {"mock": t_mock}
-        for stage in ("mosaic", "detect", "photometry"):
-            t0 = time.perf_counter()
-            run_stage(engine, stage, args.field, input_dir=mock_dir if stage == "mosaic" else None)
-            times[stage] = time.perf_counter() - t0
-        runs = []
-        for n_proc in args.n_proc:
-            runs.append((n_proc, *run_irac_process(url, args.field, [f"n_proc={n_proc}", *args.param])))
-        scores = evaluate(engine, args.field, truth, runs[0][-1])
-        with engine.connect() as conn:
-            fluxes = [conn.execute(text("SELECT source_id, channel, flux FROM irac_flux WHERE run_id = :r "
-                                        "ORDER BY source_id, channel"), {"r": r[-1]}).all() for r in runs]
-    finally:
-        engine.dispose()
-        if not keep:
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with db.scratch_schema(db.embedded_url(), "bench", name=args.schema, keep=args.keep) as url:
+        if args.keep or args.schema:
+            print(f"schema kept: {db.schema_of(url)}", flush=True)
+        engine = db.make_engine(url)
+        try:
+            times = {"mock": t_mock}
+            for stage in ("mosaic", "detect", "photometry"):
+                t0 = time.perf_counter()
+                run_stage(engine, stage, args.field, input_dir=mock_dir if stage == "mosaic" else None)
+                times[stage] = time.perf_counter() - t0
+            runs = []
+            for n_proc in args.n_proc:
+                runs.append((n_proc, *run_irac_process(url, args.field, [f"n_proc={n_proc}", *args.param])))
+            scores = evaluate(engine, args.field, truth, runs[0][-1])
+            with engine.connect() as conn:
+                fluxes = [conn.execute(text("SELECT source_id, channel, flux FROM irac_flux WHERE run_id = :r "
+                                            "ORDER BY source_id, channel"), {"r": r[-1]}).all() for r in runs]
+        finally:
+            engine.dispose()
 
     print(f"\nIRAC stage accuracy on a {args.size_arcmin:g}' mock (seed {args.seed}); S/N > {SN_MIN:g}, clean "
           f"detections (purity >= {PURITY_MIN:g}, >= {EDGE_ARCSEC:g}\" inside the HST coverage); neighbour = "

@@ -27,13 +27,10 @@ n_proc 1; time per 1000 sources for the fit and the zout table, with the load av
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import os
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -202,34 +199,6 @@ def baselines(m: dict, truth: Table, rows: np.ndarray, use: np.ndarray, seed: in
     return out
 
 
-@contextlib.contextmanager
-def bench_schema(name: str | None, keep: bool) -> Iterator[str]:
-    """URL of a migrated schema on the embedded server: ``name`` (kept; created if missing), a
-    new kept one with ``keep``, or a scratch schema dropped afterwards."""
-    from sqlalchemy import text
-
-    from alcsdb import db
-
-    base = db.embedded_url()
-    if name is None and not keep:
-        with db.scratch_schema(base, "bench") as url:
-            yield url
-        return
-    name = db.validate_identifier(name or f"bench_{uuid.uuid4().hex[:8]}", "schema name")
-    admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {name}"))
-    admin.dispose()
-    url = db.with_schema(base, name)
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    try:
-        yield url
-    finally:
-        print(f"schema kept: {name}")
-
-
 def accuracy(args) -> int:
     from alcsdb import db
     from pipeline.mock import _field_defaults, simulate_field
@@ -242,7 +211,9 @@ def accuracy(args) -> int:
         simulate_field(mock_dir, field=args.field, size_arcmin=args.size_arcmin, seed=args.seed,
                        **_field_defaults(args.field))
     stages = args.stages or (["photoz"] if args.schema else list(STAGES))
-    with bench_schema(args.schema, args.keep) as url:
+    with db.scratch_schema(db.embedded_url(), "bench", name=args.schema, keep=args.keep) as url:
+        if args.keep or args.schema:
+            print(f"schema kept: {db.schema_of(url)}", flush=True)
         ensure_truth_catalog(url, mock_dir, work)
         costs = {}
         for stage in stages:

@@ -51,3 +51,42 @@ def test_schema_doc_is_current():
 
     committed = (Path(__file__).parent.parent / "docs" / "schema.md").read_text()
     assert committed == render(), "docs/schema.md is stale: python -m alcsdb.schema_doc > docs/schema.md"
+
+
+def _schemas(base: str) -> set[str]:
+    engine = db.make_engine(base)
+    try:
+        with engine.connect() as conn:
+            return set(conn.execute(text("SELECT nspname FROM pg_namespace")).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_scratch_schema_drops_keeps_and_reuses(server_urls):
+    base = server_urls["embedded"]
+    with db.scratch_schema(base, "tscratch") as url:
+        fresh = db.schema_of(url)
+        assert fresh.startswith("tscratch_") and db.current_revision(db.make_engine(url)) == db.head_revision()
+    assert fresh not in _schemas(base)
+    with db.scratch_schema(base, "tscratch", keep=True) as url:
+        kept = db.schema_of(url)
+    assert kept in _schemas(base)
+    try:
+        # a named schema is reused as it is (rows survive) and never dropped
+        with db.scratch_schema(base, name=kept) as url:
+            engine = db.make_engine(url)
+            with engine.begin() as conn:
+                conn.execute(text("CREATE TABLE marker (x int)"))
+            engine.dispose()
+        with db.scratch_schema(base, name=kept) as url:
+            engine = db.make_engine(url)
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT count(*) FROM marker")).scalar() == 0
+            engine.dispose()
+        assert kept in _schemas(base)
+    finally:
+        admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {kept} CASCADE"))
+        admin.dispose()
+    assert db.schema_of(base) is None
