@@ -55,6 +55,7 @@ DEPTH_APERTURE = 2  # index of the 0.7" aperture
 SATURATED_UJY = 1e4  # no saturation in the mock; kept to exclude absurd values only
 FAINT_SN = 20.0
 BRIGHT_SN = 100.0
+GALAXY_SN = 20.0  # galaxy colours: true S/N of both filters above this
 
 
 # ----------------------------------------------------------------------------- pure metrics
@@ -283,6 +284,28 @@ def pooled(scores: list[PointSources]) -> PointSources:
                         bootstrap_error(rel, np.median), bootstrap_error(pulls, nmad), pulls, rel)
 
 
+def galaxy_colours(truth: Table, rows: np.ndarray, tot: dict[str, np.ndarray], etot: dict[str, np.ndarray], *,
+                   reference: str = "f160w", min_sn: float = GALAXY_SN) -> dict[str, tuple[int, float, float]]:
+    """Colour accuracy of galaxies: per filter, the median over galaxies of
+    ``(tot_f / true_f) / (tot_ref / true_ref)`` (1 when the measured colour is the true one) and its
+    bootstrap error. ``rows`` are the galaxies' truth rows, ``tot``/``etot`` their measured 0.7"
+    totals per filter; a galaxy counts where the TRUE S/N (true flux over the measured error) of
+    both the filter and ``reference`` exceeds ``min_sn`` (selecting on measured S/N would favour
+    upward scatter). Returns ``{filter: (n, median, error)}``."""
+    out = {}
+    true_ref = np.asarray(truth[f"flux_{reference}"], float)[rows]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = tot[reference] / true_ref
+        ref_ok = true_ref / etot[reference] > min_sn
+        for f in tot:
+            true = np.asarray(truth[f"flux_{f}"], float)[rows]
+            ratio = tot[f] / true / ref
+            ok = ref_ok & (true / etot[f] > min_sn) & np.isfinite(ratio)
+            out[f] = (int(ok.sum()), float(np.median(ratio[ok])) if ok.any() else float("nan"),
+                      bootstrap_error(ratio[ok], np.median))
+    return out
+
+
 # ----------------------------------------------------------------------------- reading the runs
 def latest_run(conn, field: str, stage: str) -> dict:
     from sqlalchemy import text
@@ -357,6 +380,14 @@ def evaluate(engine, field: str, mock_dir: Path, *, match_arcsec: float = MATCH_
         vals[vals[:, 0] > SATURATED_UJY] = np.nan
         points[f] = point_source_scores(vals[:, 0], vals[:, 1], true)
         baseline[f] = point_source_scores(*_truth_position_apertures(m, truth, star_rows, mjd), true)
+    # galaxies, matched one to one, for their colours
+    gals = usable & (np.asarray(truth["z"], float) > 0)
+    _, idx = nearest(tx[gals], ty[gals], src["x"], src["y"], match_arcsec / scale)
+    gal_rows, gal_src = np.flatnonzero(gals)[idx >= 0], src["source_id"][idx[idx >= 0]]
+    gal_vals = {f: np.array([by_key.get((int(s), f), (np.nan, np.nan)) for s in gal_src], float).reshape(-1, 2)
+                for f in filters}
+    colours = galaxy_colours(truth, gal_rows, {f: v[:, 0] for f, v in gal_vals.items()},
+                             {f: v[:, 1] for f, v in gal_vals.items()})
     args = (det_products, det_wcs, tx, ty, truth, depth, scale, match_arcsec)
     variants = {"pipeline": det, "release (no high-pass)": _redetect(*args, highpass_arcsec=None),
                 "block scale": _redetect(*args, block_scale=True),
@@ -366,6 +397,7 @@ def evaluate(engine, field: str, mock_dir: Path, *, match_arcsec: float = MATCH_
             "detection": det, "detection_variants": variants, "by_segment_area": by_area, "why_missed": why_missed,
             "n_stars": int(stars.sum()),
             "n_stars_matched": int(len(star_rows)), "points": points, "baseline": baseline, "filters": filters,
+            "colours": colours,
             "pixels": seg.shape}
 
 
@@ -415,9 +447,11 @@ def _redetect(det_products, det_wcs, tx, ty, truth, depth, scale, match_arcsec, 
 
 
 # ----------------------------------------------------------------------------- driver
-def run_cli_stage(url: str, stage: str, field: str, input_dir: Path | None) -> tuple[float, float]:
-    """`alcsdb run STAGE` in a child process: (wall s, CPU s of the child)."""
+def run_cli_stage(url: str, stage: str, field: str, input_dir: Path | None, params: list[str] = ()
+                  ) -> tuple[float, float]:
+    """`alcsdb run STAGE [--param KEY=VALUE ...]` in a child process: (wall s, CPU s of the child)."""
     cmd = [sys.executable, "-m", "alcsdb", "--db", url, "run", stage, "--field", field, "--force"]
+    cmd += [x for kv in params for x in ("--param", kv)]
     if input_dir is not None:
         cmd += ["--input", str(input_dir)]
     t0 = time.perf_counter()
@@ -461,6 +495,10 @@ def print_report(size: float, seed: int, nominal: float, scores: dict, costs: di
               f"{p.pull_nmad:>6.2f}+-{p.pull_nmad_err:4.2f} {p.pull_std:>9.2f} {bright}   "
               f"{'':>9} {100 * b.median_rel:>+7.2f}% {b.pull_nmad:>10.2f}")
     print("  targets: median within +-2%, pull scatter 0.8-1.2 (+-: bootstrap errors; 'all' pools the filters)")
+    print(f"\ngalaxy colours: median of (tot_2 / true) / (F160W tot_2 / true), galaxies with true S/N > {GALAXY_SN:g} "
+          "in both filters (1 = right colour)")
+    for f, (n, med, err) in scores["colours"].items():
+        print(f"  {f:<7} {n:>4} {med:>7.3f} +- {err:.3f}")
     print(f"\n{'stage':<11} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}")
     for stage, c in costs.items():
         print(f"  {stage:<9} {c['wall_time_s']:>8.1f} {c['cpu_s']:>8.1f} {c['peak_rss_mb']:>12.0f}")
@@ -484,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="reuse this kept schema (and keep it): with --stages, re-run only later stages")
     p.add_argument("--stages", nargs="*", choices=STAGES, default=list(STAGES),
                    help="stages to (re)run before scoring (default all three)")
+    p.add_argument("--param", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                   help="a stage parameter, e.g. photometry.psf_match=f160w (repeatable)")
     p.add_argument("--no-alignment", action="store_true",
                    help="skip the alignment, astrometry and background figures (benchmarks/alignment.py)")
     args = p.parse_args(argv)
@@ -508,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             costs = {}
             for stage in args.stages:
-                wall, cpu = run_cli_stage(url, stage, args.field, mock_dir if stage == "mosaic" else None)
+                params = [kv.split(".", 1)[1] for kv in args.param if kv.split(".", 1)[0] == stage]
+                wall, cpu = run_cli_stage(url, stage, args.field, mock_dir if stage == "mosaic" else None, params)
                 with engine.connect() as conn:
                     costs[stage] = {**latest_run(conn, args.field, stage), "cpu_s": cpu, "process_wall_s": wall}
             scores = evaluate(engine, args.field, mock_dir, match_arcsec=args.match_arcsec)

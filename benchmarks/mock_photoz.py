@@ -100,6 +100,21 @@ def run_stage_process(url: str, stage: str, field: str, input_dir: Path | None, 
     return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
+def stage_params(pairs: list[str], stage: str) -> list[str]:
+    """The ``KEY=VALUE`` pairs of ``stage`` among ``--param`` values: ``STAGE.KEY=VALUE`` names its
+    stage (e.g. ``photometry.psf_match=f160w``); a plain ``KEY=VALUE`` is a photoz parameter."""
+    out = []
+    for pair in pairs:
+        key = pair.split("=", 1)[0]
+        prefix, _, rest = key.partition(".")
+        if rest and prefix in STAGES:
+            if prefix == stage:
+                out.append(pair.split(".", 1)[1])
+        elif stage == "photoz":
+            out.append(pair)
+    return out
+
+
 def ensure_truth_catalog(url: str, mock_dir: Path, workdir: Path) -> None:
     """Load the mock's truth (id, ra, dec, z, kind, mag) as the external catalog TRUTH_CATALOG."""
     import subprocess
@@ -217,10 +232,10 @@ def accuracy(args) -> int:
         ensure_truth_catalog(url, mock_dir, work)
         costs = {}
         for stage in stages:
-            extra = []
+            extra = [x for p in stage_params(args.param, stage) for x in ("--param", p)]
             if stage == "photoz":
                 extra = ["--param", f"zspec_catalog={TRUTH_CATALOG}", "--param", f"zspec_radius_arcsec={args.match_arcsec}",
-                         "--param", f"n_proc={args.n_proc}", *[x for p in args.param for x in ("--param", p)]]
+                         "--param", f"n_proc={args.n_proc}", *extra]
             costs[stage] = run_stage_process(url, stage, args.field, mock_dir if stage == "mosaic" else None, extra)
         truth = Table.read(mock_dir / "truth.fits", "SOURCES")
         engine = db.make_engine(url)
@@ -340,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the database schema (its name is printed)")
     p.add_argument("--stages", nargs="*", choices=STAGES, default=None,
                    help="stages to (re)run (default: all five; with --schema only photoz)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="extra photoz parameter")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra photoz parameter; STAGE.KEY=VALUE for another stage (photometry.psf_match=f160w)")
     p.add_argument("--n-proc", type=int, default=2, help="photoz processes (default 2)")
     p.add_argument("--match-arcsec", type=float, default=MATCH_ARCSEC, help=f"truth match radius ({MATCH_ARCSEC})")
     p.add_argument("--min-sn", type=float, default=MIN_SN, help=f"F160W S/N cut ({MIN_SN:g})")

@@ -13,6 +13,13 @@ The smooth background of each filter mosaic is estimated with the detection segm
 pixels) masked (``background_masks_sources``; False: every pixel, as before): the sources' own
 light in the 4" meshes raised it under them, and the 0.7" totals of isolated stars of a 2' mock
 were 0.3-1.6% lower (F105W -2.2%, -0.6% with the mask).
+
+``psf_match`` (default None: the release, no PSF matching) names a filter whose PSF every other
+filter with a PSF model is convolved to before its apertures are measured (``psf_match=f160w``, as
+3D-HST; ``pipeline.psfmatch``); those filters then take the target's ``tot_corr``. Their aperture
+errors follow the convolved images' noise through the empty-aperture scaling. The run's metadata
+lists which filters were matched (``psf_matched``); a filter without a PSF model, or the target
+itself, is measured as it is.
 """
 from __future__ import annotations
 
@@ -23,15 +30,17 @@ from scipy import ndimage
 from sqlalchemy import text
 
 from alcsdb.copyload import fetch_columns
+from alcsdb.errors import InputError
 from alcsdb.measurements import write_apertures, write_total_corrections
 
 from .. import photometry as compute
+from .. import psfmatch
 from ..images import load_image, pixscale_arcsec
 from ..runner import Input, require_run, run_products
 from .detect import load_mosaics
 
 DEFAULTS = {"subpix": 5, "max_masked_fraction": compute.MAX_MASKED_FRACTION, "background": True,
-            "background_masks_sources": True}
+            "background_masks_sources": True, "psf_match": None}
 
 
 def plan(conn, field, params, input_dir) -> list[Input]:
@@ -59,6 +68,9 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
     seg = seg.astype(np.int32)
     det_scale = pixscale_arcsec(det_wcs)
     common = dict(subpix=params["subpix"], max_masked_fraction=params["max_masked_fraction"], seg_id=src["id"])
+    mosaics = load_mosaics([i for i in inputs if i.kind in ("hst_sci", "hst_wht")])
+    target = _psf_target(params["psf_match"], mosaics)
+    matched = {}
 
     def measure(sci, wht, wcs, ujy, seg_map, exptime):
         x, y = wcs.all_world2pix(src["ra"], src["dec"], 0)
@@ -77,14 +89,22 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
                                       seg=seg, subpix=params["subpix"], max_masked_fraction=None, seg_id=src["id"])
     blocks = {"det": {q: det[q] for q in ("flux", "fluxerr", "flag", "bkg", "mask")}}
     tot_corrs = {}
-    for m in load_mosaics([i for i in inputs if i.kind in ("hst_sci", "hst_wht")]):
+    for m in mosaics:
+        if target is not None and m["filter"] != target["filter"] and psfmatch.has_psf_model(m["filter"]):
+            progress(f"{m['filter']} convolved to the {target['filter']} PSF")
+            kernel = psfmatch.psf_matching_kernel(m["filter"], target["filter"], round(m["pixscale"], 6),
+                                                  round(target["pixscale"], 6))
+            m["sci"], bad = psfmatch.convolve_masked(m["sci"], compute.error_and_mask(m["sci"], m["wht"])[1], kernel)
+            m["wht"] = np.where(bad, 0.0, m["wht"]).astype(np.float32)
+            matched[m["filter"]] = kernel
         progress(f"{m['filter']} apertures")
         factor = int(round(det_scale / m["pixscale"]))
         seg_map = np.kron(seg, np.ones((factor, factor), dtype=np.int32)) if factor > 1 else seg
         ny, nx = m["sci"].shape
         seg_map = np.pad(seg_map, ((0, max(0, ny - seg_map.shape[0])), (0, max(0, nx - seg_map.shape[1]))))[:ny, :nx]
         phot = measure(m["sci"], m["wht"], m["wcs"], m["ujy"], seg_map, m["header"].get("EXPTIME"))
-        tot_corr = compute.total_correction(m["filter"], src["kron_rcirc"] * det_scale)
+        psf_filter = target["filter"] if m["filter"] in matched else m["filter"]
+        tot_corr = compute.total_correction(psf_filter, src["kron_rcirc"] * det_scale)
         corr = compute.corrected_fluxes(phot["flux"], phot["fluxerr"], src["flux_auto"], det["flux"], tot_corr)
         blocks[m["filter"]] = {**{q: phot[q] for q in ("flux", "fluxerr", "flag", "bkg", "mask")},
                                **{q: corr[q] for q in ("corr", "ecorr", "tot", "etot")}}
@@ -92,3 +112,31 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         tot_corrs[m["filter"]] = tot_corr
     write_apertures(run, src["source_id"], blocks)
     write_total_corrections(run, src["source_id"], tot_corrs)
+    if target is not None:
+        _write_kernels(run, field, outdir, target, matched)
+
+
+def _write_kernels(run, field, outdir, target: dict, kernels: dict) -> None:
+    """The matching kernels as a product (`psf_kernels`: one image HDU per convolved filter)."""
+    from astropy.io import fits
+
+    hdus = [fits.PrimaryHDU(header=fits.Header([("TARGET", target["filter"], "PSF all filters were matched to")]))]
+    for name, kernel in kernels.items():
+        hdus.append(fits.ImageHDU(np.asarray(kernel, np.float32), name=name.upper()))
+    path = outdir / f"{field.name}_psf_kernels.fits"
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    run.register_product(path, "psf_kernels", meta={"target": target["filter"], "matched": sorted(kernels)})
+
+
+def _psf_target(name: str | None, mosaics: list[dict]) -> dict | None:
+    """The mosaic of the ``psf_match`` filter (None when not matching)."""
+    if name is None:
+        return None
+    by_filter = {m["filter"].lower(): m for m in mosaics}
+    target = by_filter.get(str(name).lower())
+    if target is None:
+        raise InputError(f"photometry --param psf_match={name}: no mosaic of that filter "
+                         f"(the detect run used {', '.join(sorted(by_filter))})")
+    if not psfmatch.has_psf_model(target["filter"]):
+        raise InputError(f"photometry --param psf_match={name}: alcsdb has no PSF model of that filter")
+    return target
