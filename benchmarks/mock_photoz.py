@@ -188,7 +188,8 @@ def baselines(m: dict, truth: Table, rows: np.ndarray, use: np.ndarray, seed: in
     """z_phot of the scored sources, same settings and cached template grid, from: their true
     fluxes (noise-free, the measured errors as uncertainties: the templates/filters/method limit);
     the true fluxes plus Gaussian noise of the measured errors (ideal photometry at this depth);
-    the measured HST fluxes without IRAC; the measured HST fluxes with ideal IRAC fluxes."""
+    the measured HST fluxes without IRAC; the measured HST fluxes with ideal IRAC fluxes, as they
+    are and scaled by each source's measured / true F160W total (IRAC on the HST totals' scale)."""
     from pipeline import photoz
     from pipeline.sim_bands import BANDS
     from pipeline.stages.photoz import _load_grid, grid_cache_path, photoz_params
@@ -202,10 +203,16 @@ def baselines(m: dict, truth: Table, rows: np.ndarray, use: np.ndarray, seed: in
     irac = np.isin(m["numbers"], (18, 19))
     grid = _load_grid(grid_cache_path(params, m["numbers"]))
     ids = np.arange(int(use.sum()))
+    # ideal IRAC fluxes on the HST totals' scale: times the measured / true F160W total, so the
+    # HST-to-IRAC step of the total-flux definitions (Kron-based HST, model-normalised IRAC) is gone
+    f160 = m["numbers"].index(205)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hst_scale = (flux[:, f160] / true[:, f160])[:, None]
     cases = {"true fluxes, noise-free": true,
              "true fluxes + noise of the errors": ideal,
              "measured HST, no IRAC": np.where(irac, np.nan, flux),
-             "measured HST, IRAC true + noise": np.where(irac, ideal, flux)}
+             "measured HST, IRAC true + noise": np.where(irac, ideal, flux),
+             "measured HST, IRAC (true + noise) x HST F160W scale": np.where(irac, ideal * hst_scale, flux)}
     out = {}
     for label, values in cases.items():
         result = photoz.run_photoz(values, err, m["numbers"], ids, params=params, tempfilt=grid)
