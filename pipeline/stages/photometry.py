@@ -97,6 +97,8 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
             m["sci"], bad = psfmatch.convolve_masked(m["sci"], compute.error_and_mask(m["sci"], m["wht"])[1], kernel)
             m["wht"] = np.where(bad, 0.0, m["wht"]).astype(np.float32)
             matched[m["filter"]] = kernel
+        elif target is not None and m["filter"] != target["filter"]:
+            progress(f"{m['filter']}: no PSF model, measured without PSF matching (not in psf_kernels)")
         progress(f"{m['filter']} apertures")
         factor = int(round(det_scale / m["pixscale"]))
         seg_map = np.kron(seg, np.ones((factor, factor), dtype=np.int32)) if factor > 1 else seg
