@@ -17,9 +17,9 @@ were 0.3-1.6% lower (F105W -2.2%, -0.6% with the mask).
 ``psf_match`` (default None: the release, no PSF matching) names a filter whose PSF every other
 filter with a PSF model is convolved to before its apertures are measured (``psf_match=f160w``, as
 3D-HST; ``pipeline.psfmatch``); those filters then take the target's ``tot_corr``. Their aperture
-errors follow the convolved images' noise through the empty-aperture scaling. The run's metadata
-lists which filters were matched (``psf_matched``); a filter without a PSF model, or the target
-itself, is measured as it is.
+errors follow the convolved images' noise through the empty-aperture scaling. The kernels are a
+``psf_kernels`` product whose meta lists the matched filters; a filter without a PSF model, or
+the target itself, is measured as it is.
 """
 from __future__ import annotations
 
@@ -90,15 +90,17 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
     blocks = {"det": {q: det[q] for q in ("flux", "fluxerr", "flag", "bkg", "mask")}}
     tot_corrs = {}
     for m in mosaics:
-        if target is not None and m["filter"] != target["filter"] and psfmatch.has_psf_model(m["filter"]):
-            progress(f"{m['filter']} convolved to the {target['filter']} PSF")
-            kernel = psfmatch.psf_matching_kernel(m["filter"], target["filter"], round(m["pixscale"], 6),
-                                                  round(target["pixscale"], 6))
-            m["sci"], bad = psfmatch.convolve_masked(m["sci"], compute.error_and_mask(m["sci"], m["wht"])[1], kernel)
-            m["wht"] = np.where(bad, 0.0, m["wht"]).astype(np.float32)
-            matched[m["filter"]] = kernel
-        elif target is not None and m["filter"] != target["filter"]:
-            progress(f"{m['filter']}: no PSF model, measured without PSF matching (not in psf_kernels)")
+        if target is not None and m["filter"] != target["filter"]:
+            if psfmatch.has_psf_model(m["filter"]):
+                progress(f"{m['filter']} convolved to the {target['filter']} PSF")
+                kernel = psfmatch.psf_matching_kernel(m["filter"], target["filter"], round(m["pixscale"], 6),
+                                                      round(target["pixscale"], 6))
+                m["sci"], bad = psfmatch.convolve_masked(m["sci"], compute.error_and_mask(m["sci"], m["wht"])[1],
+                                                         kernel)
+                m["wht"] = np.where(bad, 0.0, m["wht"]).astype(np.float32)
+                matched[m["filter"]] = kernel
+            else:
+                progress(f"{m['filter']}: no PSF model, measured without PSF matching (not in psf_kernels)")
         progress(f"{m['filter']} apertures")
         factor = int(round(det_scale / m["pixscale"]))
         seg_map = np.kron(seg, np.ones((factor, factor), dtype=np.int32)) if factor > 1 else seg
