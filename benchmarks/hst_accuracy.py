@@ -340,7 +340,7 @@ def injected_point_sources(mosaic: dict, seg: np.ndarray, *, n: int = INJECT_N, 
     psf = resample_psf(mosaic_psf(mosaic["filter"], scale), PSF_SCALE_ARCSEC, scale)
     c, h = psf.shape[0] // 2, int(round(2.0 / scale))
     psf = psf[c - h:c + h + 1, c - h:c + h + 1]
-    err, bad = P.error_and_mask(sci, wht)
+    _, bad = P.error_and_mask(sci, wht)
     blocked = ndimage.binary_dilation(seg > 0, iterations=int(round(isolation_arcsec / scale))) | bad
     blocked[:h + 2], blocked[-h - 2:], blocked[:, :h + 2], blocked[:, -h - 2:] = True, True, True, True
     free = np.argwhere(~blocked)
@@ -355,13 +355,8 @@ def injected_point_sources(mosaic: dict, seg: np.ndarray, *, n: int = INJECT_N, 
     ee = 1.0 / float(P.total_correction(mosaic["filter"], np.array([0.35]))[0])
 
     def measure(image, seg_map, ids):
-        e, m = P.error_and_mask(image, wht)
-        sky = m | ndimage.binary_dilation(seg_map > 0, iterations=2)
-        bkg = P.estimate_background(image, e, sky, pixscale=scale, err_scale="blocks")
-        scales = P.empty_aperture_scale(image, wht, seg_map, pixscale=scale, background=bkg)
-        return P.aperture_photometry(image, wht, xy[:, 0], xy[:, 1], pixscale=scale, ujy_per_count=mosaic["ujy"],
-                                     seg=seg_map, seg_id=ids, background=bkg, gain=exptime,
-                                     aperture_err_scale=scales)
+        return P.measure_filter(image, wht, xy[:, 0], xy[:, 1], seg_map, ids, pixscale=scale,
+                                ujy_per_count=mosaic["ujy"], gain=exptime)
 
     labels = np.arange(int(seg.max()) + 1, int(seg.max()) + 1 + len(xy), dtype=np.int32)
     seg_inj = np.array(seg, dtype=np.int32)

@@ -328,6 +328,37 @@ def aperture_photometry(
     return out
 
 
+def measure_filter(
+    sci: np.ndarray,
+    wht: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    seg: np.ndarray,
+    seg_id: np.ndarray,
+    *,
+    pixscale: float,
+    ujy_per_count: float,
+    gain: float | None = None,
+    background: bool = True,
+    mask_sources: bool = True,
+    subpix: int = 5,
+    max_masked_fraction: float | None = MAX_MASKED_FRACTION,
+) -> dict[str, np.ndarray]:
+    """One filter mosaic's apertures as the photometry stage measures them: a ``"blocks"``
+    background (:func:`estimate_background`) with the segments grown by 2 pixels masked
+    (``mask_sources``), the empty-aperture error scales (:func:`empty_aperture_scale`), then
+    :func:`aperture_photometry` at the zero-indexed ``x``, ``y`` with neighbours masked by ``seg``
+    (same grid) and the Poisson term of ``gain``. ``background=False``: no subtraction, weight-map
+    errors."""
+    err, mask = error_and_mask(sci, wht)
+    sky_mask = mask | ndimage.binary_dilation(seg > 0, iterations=2) if mask_sources else mask
+    bkg = estimate_background(sci, err, sky_mask, pixscale=pixscale, err_scale="blocks") if background else None
+    scales = empty_aperture_scale(sci, wht, seg, pixscale=pixscale, background=bkg) if bkg is not None else None
+    return aperture_photometry(sci, wht, x, y, pixscale=pixscale, ujy_per_count=ujy_per_count, seg=seg,
+                               seg_id=seg_id, background=bkg, gain=gain, aperture_err_scale=scales, subpix=subpix,
+                               max_masked_fraction=max_masked_fraction)
+
+
 def empty_aperture_scale(
     sci: np.ndarray,
     wht: np.ndarray,

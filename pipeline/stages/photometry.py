@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import ndimage
 from sqlalchemy import text
 
 from alcsdb.copyload import fetch_columns
@@ -67,22 +66,16 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
     seg, _, _ = load_image(by_kind["seg"].path)
     seg = seg.astype(np.int32)
     det_scale = pixscale_arcsec(det_wcs)
-    common = dict(subpix=params["subpix"], max_masked_fraction=params["max_masked_fraction"], seg_id=src["id"])
     mosaics = load_mosaics([i for i in inputs if i.kind in ("hst_sci", "hst_wht")])
     target = _psf_target(params["psf_match"], mosaics)
     matched = {}
 
     def measure(sci, wht, wcs, ujy, seg_map, exptime):
         x, y = wcs.all_world2pix(src["ra"], src["dec"], 0)
-        err, mask = compute.error_and_mask(sci, wht)
-        scale = pixscale_arcsec(wcs)
-        sky_mask = mask | ndimage.binary_dilation(seg_map > 0, iterations=2) if params["background_masks_sources"] else mask
-        bkg = (compute.estimate_background(sci, err, sky_mask, pixscale=scale, err_scale="blocks")
-               if params["background"] else None)
-        scales = (compute.empty_aperture_scale(sci, wht, seg_map, pixscale=scale, background=bkg)
-                  if bkg is not None else None)
-        return compute.aperture_photometry(sci, wht, x, y, pixscale=scale, ujy_per_count=ujy, seg=seg_map,
-                                           background=bkg, gain=exptime, aperture_err_scale=scales, **common)
+        return compute.measure_filter(sci, wht, x, y, seg_map, src["id"], pixscale=pixscale_arcsec(wcs),
+                                      ujy_per_count=ujy, gain=exptime, background=params["background"],
+                                      mask_sources=params["background_masks_sources"], subpix=params["subpix"],
+                                      max_masked_fraction=params["max_masked_fraction"])
 
     progress("detection image apertures")
     det = compute.aperture_photometry(image, weight, src["x"], src["y"], pixscale=det_scale, ujy_per_count=1.0,
