@@ -326,6 +326,9 @@ class IracFlux(Base):
     patch: Mapped[Optional[int]] = mapped_column(Integer, comment="golfir patch id")
     bright: Mapped[Optional[int]] = mapped_column(SmallInteger, comment="golfir bright-object flag")
     flag: Mapped[Optional[int]] = mapped_column(Integer, comment="fit flags: 1 unconstrained, 2 below -2 sigma")
+    model_norm: Mapped[Optional[float]] = mapped_column(
+        Float8, comment="uJy: HST flux of the source's model (detection image over its segment); "
+                        "flux / model_norm is its IRAC-to-HST colour")
     __table_args__ = (CheckConstraint("channel IN (1, 2)", name="channel"), Index(None, "run_id"))
 
 

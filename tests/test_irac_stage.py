@@ -399,3 +399,43 @@ def test_irac_accuracy_meets_the_issue_targets(chain):
             assert 0.8 <= s["model_neighbour"].pull_nmad <= 1.3, (ch, s["model_neighbour"])
         assert s["residual_ratio"] <= 1.2, (ch, s["residual_ratio"])
 
+
+
+@pytest.mark.slow
+def test_photoz_irac_scale_puts_irac_colours_on_the_hst_totals(chain):
+    """``irac_scale=hst_total``: each IRAC flux and error is its colour against the model's HST
+    flux (``model_norm``) times the detection image's Kron total with the reddest filter's
+    point-source correction, computed here independently in SQL; ``model`` (the release) leaves
+    them as fitted; an unknown choice is a one-line InputError before any run is made."""
+    from pipeline.stages.photoz import _fluxes
+
+    engine, results, _ = chain
+    irac_run, phot_run, det_run = (results[s].run_id for s in ("irac", "photometry", "detect"))
+    with engine.connect() as conn:
+        expected = conn.execute(text(
+            "SELECT i.source_id, i.channel, i.flux, i.err, i.model_norm, "
+            "i.flux * s.flux_auto * t.tot_corr / i.model_norm AS scaled, "
+            "i.err * s.flux_auto * t.tot_corr / i.model_norm AS scaled_err "
+            "FROM irac_flux i JOIN source s USING (source_id) "
+            "JOIN total_correction t ON t.source_id = i.source_id AND t.run_id = :p "
+            "JOIN filter f ON f.filter_id = t.filter_id AND f.name = 'f160w' "
+            "WHERE i.run_id = :r AND i.flux IS NOT NULL"), {"r": irac_run, "p": phot_run}).all()
+        params = {"photometry_run": phot_run, "irac_run": irac_run, "aperture_index": 2}
+        src, plain, _, numbers = _fluxes(conn, FIELD, {**params, "irac_scale": "model"})
+        _, scaled, scaled_err, _ = _fluxes(conn, FIELD, {**params, "irac_scale": "hst_total"})
+        n_sources = conn.execute(text("SELECT count(*) FROM source WHERE run_id = :d"), {"d": det_run}).scalar_one()
+    assert len(expected) > 0.5 * n_sources
+    assert all(r.model_norm > 0 for r in expected)
+    row = {int(s): k for k, s in enumerate(src["source_id"])}
+    col = {1: numbers.index(18), 2: numbers.index(19)}
+    for r in expected:
+        k, c = row[r.source_id], col[r.channel]
+        assert plain[k, c] == pytest.approx(r.flux)
+        if r.scaled is not None and r.scaled_err > 0:
+            assert scaled[k, c] == pytest.approx(r.scaled, rel=1e-9)
+            assert scaled_err[k, c] == pytest.approx(r.scaled_err, rel=1e-9)
+    hst = [numbers.index(n) for n in numbers if n not in (18, 19)]
+    np.testing.assert_array_equal(np.isnan(plain[:, hst]), np.isnan(scaled[:, hst]))
+    np.testing.assert_allclose(plain[:, hst], scaled[:, hst])
+    with pytest.raises(InputError, match="irac_scale"):
+        run_stage(engine, "photoz", FIELD, overrides={"irac_scale": "total"})

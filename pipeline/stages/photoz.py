@@ -8,6 +8,12 @@ newest IRAC run on the same sources when there is one. Filters map to EAZY numbe
 as the parameter `mw_ebv`. The runs read are recorded as parameters (`photometry_run`,
 `irac_run`), so a new upstream run makes the stage run again.
 
+IRAC fluxes (`irac_scale`): `model` (default, the release) takes the IRAC model fluxes as they
+are, totals of the models; `hst_total` puts them on the HST totals' scale, IRAC flux / the
+model's HST flux (`irac_flux.model_norm`) times the detection image's Kron total with the
+point-source correction (`_hst_total_scale`), so the SED has no step between the HST total-flux
+definition (Kron-based, short of the true total for faint galaxies) and the IRAC one.
+
 `z_spec` is the source's own (ingested catalogs), or with `zspec_catalog=NAME` the nearest
 z_spec of that external catalog (`alcsdb external load`) within `zspec_radius_arcsec`
 (for a mock: its truth table, so the QA figure is z_phot against the true redshift).
@@ -41,8 +47,9 @@ from .. import photoz as compute
 from ..runner import Input, latest_stage_run, require_run
 
 _FIELDS = {f.name: f.default for f in dataclasses.fields(compute.PhotozParams) if f.name != "mw_ebv"}
-DEFAULTS = {**_FIELDS, "min_filters": 3, "zspec_catalog": None, "zspec_radius_arcsec": 0.5}
+DEFAULTS = {**_FIELDS, "min_filters": 3, "zspec_catalog": None, "zspec_radius_arcsec": 0.5, "irac_scale": "model"}
 IRAC_EAZY = {1: 18, 2: 19}
+IRAC_SCALES = ("model", "hst_total")
 
 
 def plan(conn, field, params, input_dir) -> list[Input]:
@@ -51,6 +58,8 @@ def plan(conn, field, params, input_dir) -> list[Input]:
     params["irac_run"] = latest_stage_run(conn, field.field_id, "irac")
     params["eazy_dir"] = str(config.eazy_dir())
     params["mw_ebv"] = float(field.ebv or 0.0)
+    if params["irac_scale"] not in IRAC_SCALES:
+        raise InputError(f"photoz --param irac_scale={params['irac_scale']}: choose one of {', '.join(IRAC_SCALES)}")
     if params["zspec_catalog"] is not None:
         from alcsdb.crossmatch import catalog_provenance
 
@@ -84,12 +93,15 @@ def _fluxes(conn, field_name: str, params: dict, source_id: int | None = None):
     measured = [(ap["source_id"], ap["filter"], ap["tot"], ap["etot"])]
     if irac is not None:
         ir = fetch_columns(conn, [("source_id", "source_id", "i8"), ("channel", "channel", "i4"), ("flux", "flux", "f8"),
-                                  ("err", "err", "f8")], f"FROM irac_flux WHERE run_id = :r{one}",
-                           {"r": irac, "s": source_id})
+                                  ("err", "err", "f8"), ("model_norm", "model_norm", "f8")],
+                           f"FROM irac_flux WHERE run_id = :r{one}", {"r": irac, "s": source_id})
         numbers += list(IRAC_EAZY.values())
         keep = np.array([int(s) in index for s in ir["source_id"]], dtype=bool)
         channel = np.array([IRAC_EAZY[int(c)] for c in ir["channel"]], dtype=np.int64)
-        measured.append((ir["source_id"][keep], channel[keep], ir["flux"][keep], ir["err"][keep]))
+        scale = np.ones(len(keep))
+        if params.get("irac_scale", "model") == "hst_total":
+            scale = _hst_total_scale(conn, field_name, params, ir, det)
+        measured.append((ir["source_id"][keep], channel[keep], (ir["flux"] * scale)[keep], (ir["err"] * scale)[keep]))
     n = len(src["id"])
     flux = np.full((n, len(numbers)), np.nan)
     err = np.full((n, len(numbers)), np.nan)
@@ -101,6 +113,33 @@ def _fluxes(conn, field_name: str, params: dict, source_id: int | None = None):
     bad = ~(np.isfinite(flux) & np.isfinite(err) & (err > 0))
     flux[bad], err[bad] = np.nan, np.nan
     return src, flux, err, numbers
+
+
+def _hst_total_scale(conn, field_name: str, params: dict, ir: dict, det_run: int) -> np.ndarray:
+    """Per `irac_flux` row: the factor putting its IRAC flux on the HST totals' scale
+    (``irac_scale=hst_total``): ``flux_auto * tot_corr / model_norm``. The IRAC flux over its
+    model's HST flux (`model_norm`, the detection image over the segment) is the source's
+    IRAC-to-HST colour; times the detection image's total in the HST convention (Kron
+    ``flux_auto`` times the point-source total correction of the reddest HST filter of the
+    photometry run) it is a total like the HST ``{f}_tot_{i}``. NaN (missing) where a factor is
+    not finite and positive."""
+    if len(ir["model_norm"]) and not np.isfinite(ir["model_norm"]).any():
+        raise InputError(f"photoz of {field_name} --param irac_scale=hst_total: irac run {params['irac_run']} "
+                         "stored no model_norm (made before migration 0007): run `alcsdb run irac --field "
+                         f"{field_name} --force` first")
+    auto = fetch_columns(conn, [("source_id", "source_id", "i8"), ("flux_auto", "flux_auto", "f8")],
+                         "FROM source WHERE run_id = :d", {"d": det_run})
+    tc = fetch_columns(conn, [("source_id", "t.source_id", "i8"), ("tot_corr", "t.tot_corr", "f8")],
+                       "FROM total_correction t WHERE t.run_id = :p AND t.filter_id = (SELECT f.filter_id FROM "
+                       "total_correction t2 JOIN filter f USING (filter_id) WHERE t2.run_id = :p AND f.name <> 'det' "
+                       "ORDER BY f.pivot_angstrom DESC NULLS LAST LIMIT 1)", {"p": params["photometry_run"]})
+    total = dict(zip(auto["source_id"].tolist(), auto["flux_auto"].tolist()))
+    corr = dict(zip(tc["source_id"].tolist(), tc["tot_corr"].tolist()))
+    sid = ir["source_id"].tolist()
+    hst = np.array([total.get(s, np.nan) * corr.get(s, np.nan) for s in sid], dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = hst / ir["model_norm"]
+    return np.where(np.isfinite(scale) & (scale > 0), scale, np.nan)
 
 
 def grid_cache_path(pz_params, numbers) -> Path:
