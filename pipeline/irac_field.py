@@ -55,6 +55,7 @@ class FieldResult:
     grid: PatchGrid
     shifts: np.ndarray
     error_model: np.ndarray | None = None
+    err_factor: np.ndarray | None = None
 
 
 def _cut(image: np.ndarray, y0: int, x0: int, ny: int, nx: int) -> np.ndarray:
@@ -141,6 +142,7 @@ def merge_patches(results: list[PatchResult], ids: np.ndarray, owner: np.ndarray
     n = len(ids)
     flux, err = np.full(n, np.nan), np.full(n, np.nan)
     flag = np.full(n, int(IracFlag.NOT_MODELLED))
+    err_factor = np.full(n, np.nan)
     row = {sid: i for i, sid in enumerate(ids)}
     model = np.zeros(irac.shape)
     background = np.zeros(irac.shape)
@@ -150,6 +152,8 @@ def merge_patches(results: list[PatchResult], ids: np.ndarray, owner: np.ndarray
         b = res.box
         rows = np.array([row[sid] for sid in res.ids], dtype=int)
         flux[rows], err[rows], flag[rows] = res.flux, res.err, res.flag
+        if res.err_factor is not None:
+            err_factor[rows] = res.err_factor
         shifts[b.index] = (*res.shift, res.blur)
         error_model[b.index] = (res.err_scale, res.model_error)
         xlo, xhi, ylo, yhi = b.own
@@ -158,4 +162,5 @@ def merge_patches(results: list[PatchResult], ids: np.ndarray, owner: np.ndarray
         local = (slice(ys.start - b.y0, ys.stop - b.y0), slice(xs.start - b.x0, xs.stop - b.x0))
         model[ys, xs] = res.model_image[local]
         background[ys, xs] = res.background_image[local]
-    return FieldResult(ids, flux, err, flag, owner, model, irac - model, background, grid, shifts, error_model)
+    return FieldResult(ids, flux, err, flag, owner, model, irac - model, background, grid, shifts, error_model,
+                       err_factor)

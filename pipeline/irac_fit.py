@@ -21,7 +21,10 @@ The passes, as golfir's ALCS call (``ImageModeler.run_full_patch``):
    (``irac_sersic``) when it lowers the chi-square by ``chi2_threshold``; normalisations refit;
 4. the error model (``error_model``): the pixel errors are rescaled to the residuals of pixels
    with faint models (as golfir rescales its BCD uncertainties to their NMAD,
-   ``rescale_uncertainties``) and the fit is repeated with those variances. Optionally
+   ``rescale_uncertainties``) and the fit is repeated with those variances. With
+   ``residual_errors`` each flux error is then multiplied by the rms normalised residual of the
+   pixels that carry its flux information (``residual_error_factors``, at least 1), so that
+   model mismatch, which golfir's statistical errors ignore, widens the errors it affects. Optionally
    (``model_error``, off by default: golfir has no such term, and it would hide model mismatch
    in the errors rather than fix it) a model error proportional to the source models, the
    fraction fitted to the residuals of pixels with bright models, is added in quadrature.
@@ -83,6 +86,7 @@ class IracParams:
     model_error: bool = False
     model_error_sn: float = 5.0
     error_model_min_pixels: int = 50
+    residual_errors: bool = False
 
 
 @dataclass
@@ -128,6 +132,7 @@ class PatchResult:
     err_scale: float = 1.0
     model_error: float = 0.0
     blur: float = 0.0
+    err_factor: np.ndarray | None = None
 
 
 def bright_weight(models: SourceModels, bright: np.ndarray, weight: np.ndarray,
@@ -280,6 +285,24 @@ def error_model(data: np.ndarray, weight: np.ndarray, sol: Solution, params: Ira
     return scale, 0.5 * (lo + hi)
 
 
+def residual_error_factors(matrix: sp.spmatrix, data: np.ndarray, weight: np.ndarray, sol: Solution
+                           ) -> np.ndarray:
+    """Per source column: ``sqrt(sum_k a_k z_k**2 / sum_k a_k)`` over fitted pixels, with ``z`` the
+    normalised residual ``(data - model) * sqrt(weight)`` and ``a_k = A_k**2 * weight_k`` the
+    share of pixel k in the information on the source's flux (the least-squares weight of its
+    model column). 1 in expectation when the residual around the source is noise (slightly less:
+    the fit absorbs its own degrees of freedom); above 1 where model mismatch (the source's or
+    its neighbours') leaves structure in the pixels that determine its flux. NaN for a column
+    without fitted pixels."""
+    fit = (weight > 0) & np.isfinite(data)
+    w = np.where(fit, weight, 0.0)
+    z2 = np.where(fit, (np.nan_to_num(data) - sol.model) ** 2, 0.0) * w
+    a = sp.csc_matrix(matrix).multiply(sp.csc_matrix(matrix)).T.tocsr()
+    den = a @ w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt((a @ (w * z2)) / den)
+
+
 def model_weight(weight: np.ndarray, sol: Solution, err_scale: float, model_error: float) -> np.ndarray:
     """Inverse variances ``1 / (err_scale**2 / weight + (model_error * S)**2)`` (0 where ``weight``
     is 0), ``S`` the source model of ``sol``."""
@@ -375,19 +398,28 @@ def fit_patch(inp: PatchInput, params: IracParams, irac_scale: float = 0.5) -> P
     if err_scale != 1.0 or model_error > 0:
         sol = solve(models.matrix, data, model_weight(w, sol, err_scale, model_error), background=background,
                     min_pixels=params.min_pixels, negative_sigma=params.negative_sigma)
+    factor = np.ones(len(models.ids))
+    if params.residual_errors:
+        # the error of each flux widened by the local residual it leaves (never narrowed): the
+        # statistical error alone ignores model mismatch, which dominates bright sources
+        final_w = model_weight(w, sol, err_scale, model_error)
+        factor = np.fmax(residual_error_factors(models.matrix, data, final_w, sol), 1.0)
+        sol.err = sol.err * factor
     owned = b.owns(inp.x, inp.y)
     ids = inp.ids[owned]
     col = {sid: i for i, sid in enumerate(models.ids)}
     idx = np.array([col.get(sid, -1) for sid in ids], dtype=int)
     found = idx >= 0
     flux, err = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
+    err_factor = np.full(len(ids), np.nan)
     flag = np.full(len(ids), int(IracFlag.NOT_MODELLED))
     flux[found], err[found], flag[found] = (sol.flux[idx[found]], sol.err[idx[found]],
                                             sol.flag[idx[found]])
+    err_factor[found] = factor[idx[found]]
     is_bright_owned = np.isin(ids, bright) & found
     flag[is_bright_owned] |= int(IracFlag.BRIGHT)
     flag[np.isin(ids, list(sersic))] |= int(IracFlag.SERSIC)
     model_image = sol.model.reshape(inp.irac.shape)
     return PatchResult(b, ids, flux, err, flag, is_bright_owned, model_image,
                        inp.irac - model_image, sol.background_model.reshape(inp.irac.shape),
-                       shift, sersic, err_scale, model_error, blur)
+                       shift, sersic, err_scale, model_error, blur, err_factor)

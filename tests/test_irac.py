@@ -281,6 +281,45 @@ def test_fluxes_unbiased_with_gaussian_pulls_including_close_pairs(crowded, crow
     assert 0.8 < np.std(pull[close]) < 1.3
 
 
+def test_residual_errors_widen_only_errors_the_model_mismatch_makes_wrong(crowded, kernel):
+    """``residual_errors``: where the models match the data (the crowded scene) the factors stay
+    near 1 and the pulls as they were; where the data's PSF is wider than the models' (blur fit
+    off) the statistical errors are far too small, and the factors widen them (never narrow
+    them), bringing the pull scatter down by more than half while the fluxes stay the same."""
+    from scipy import ndimage
+
+    from pipeline.irac_fit import residual_error_factors
+
+    params = IracParams(galfit_flux_limit=None)
+    plain = fit_patch(whole_patch_input(crowded, kernel), params)
+    wide = fit_patch(whole_patch_input(crowded, kernel), IracParams(galfit_flux_limit=None, residual_errors=True))
+    ok = np.isfinite(wide.flux)
+    assert np.nanmedian(wide.err_factor) == pytest.approx(1.0, abs=0.05)
+    np.testing.assert_array_equal(wide.flux[ok], plain.flux[ok])
+    pull = (wide.flux[ok] - crowded.irac_true[wide.ids[ok] - 1]) / wide.err[ok]
+    assert 0.8 < np.std(pull) < 1.3
+
+    wider = ndimage.gaussian_filter(kernel, 3.0, mode="constant")
+    scene = synthetic_scene((80, 80), 160, wider / wider.sum(), seed=4, noise=NOISE, mag_range=(18.0, 25.0))
+    inp = whole_patch_input(scene, kernel)
+    stat = fit_patch(inp, IracParams(galfit_flux_limit=None, fit_blur=False))
+    resid = fit_patch(inp, IracParams(galfit_flux_limit=None, fit_blur=False, residual_errors=True))
+    ok = np.isfinite(stat.flux) & np.isfinite(resid.flux)
+    np.testing.assert_array_equal(resid.flux[ok], stat.flux[ok])
+    assert np.all(resid.err[ok] >= stat.err[ok]) and np.nanmax(resid.err_factor) > 2
+    true = scene.irac_true[stat.ids[ok] - 1]
+    std_stat = np.std((stat.flux[ok] - true) / stat.err[ok])
+    std_resid = np.std((resid.flux[ok] - true) / resid.err[ok])
+    assert std_stat > 3 and std_resid < 0.6 * std_stat
+    # the factor is the information-weighted rms of the normalised residual: 1 for pure noise
+    rng = np.random.default_rng(0)
+    a = sp.csc_matrix(rng.uniform(size=(400, 3)) * (rng.uniform(size=(400, 3)) < 0.3))
+    sol = solve(a, np.zeros(400), np.ones(400))
+    data = sol.model + rng.standard_normal(400)
+    f = residual_error_factors(a, data, np.ones(400), sol)
+    assert np.all(np.abs(f - 1) < 0.25)
+
+
 def test_residual_is_noise(crowded, crowded_result):
     inner = crowded_result.residual_image[5:-5, 5:-5]
     assert np.std(inner) < 1.2 * crowded.noise

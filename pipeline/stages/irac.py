@@ -26,7 +26,8 @@ used, with that run's `aor` and `bcd` rows. Per channel (`channel` = ch1, ch2 or
   stage runs as a dask task, `pipeline.distributed.patch_executor`).
 
 Writes `irac_flux` rows (flux, err in uJy; nexp, exptime from the BCD footprints covering the
-source; patch; bright; flag = `IracFlag` bits) and, per channel, the products
+source; patch; bright; flag = `IracFlag` bits; model_norm = the HST flux of the source's model,
+its segment of the model image, so flux / model_norm is its IRAC-to-HST colour) and, per channel, the products
 `{field}-ch{N}_model.fits` (kind `irac_model`: HDUs MODEL, RESIDUAL, BACKGROUND, uJy per IRAC
 pixel on the mosaic's grid) and `{field}-ch{N}_components.fits` (kind `irac_components`: tables
 SOURCES, the per-source fit, and PATCHES, the patch boxes, fitted HST-to-IRAC shifts and model blur, and error
@@ -361,6 +362,15 @@ def irac_psf_reference(path: Path) -> tuple[float, float]:
     return (float(header.get("CRPIX1", default[0] + 1)) - 1, float(header.get("CRPIX2", default[1] + 1)) - 1)
 
 
+def segment_fluxes(image: np.ndarray, seg: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Sum of ``image`` over each id's segment (the un-normalised HST flux of its IRAC model, as
+    ``irac_models.source_models`` sums it); NaN where that sum is not positive (no model)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    sums = np.bincount(seg.ravel(), weights=np.nan_to_num(image).ravel(), minlength=int(ids.max(initial=0)) + 1)
+    out = sums[ids]
+    return np.where(out > 0, out, np.nan)
+
+
 def bright_flag(flag: np.ndarray) -> np.ndarray:
     return ((np.asarray(flag) & int(compute.IracFlag.BRIGHT)) != 0).astype(np.int64)
 
@@ -397,6 +407,8 @@ def write_model_products(run, field_name: str, ch: str, filter_id: int, outdir: 
     fits.HDUList([primary, *images]).writeto(model_path, overwrite=True)
     run.register_product(model_path, "irac_model", filter_id=filter_id)
     sources = Table({"id": result.id, **block})
+    if result.err_factor is not None:
+        sources["err_factor"] = result.err_factor
     sources["flux"].unit = sources["err"].unit = "uJy"
     boxes = result.grid.boxes
     patches = Table({"patch": [b.index for b in boxes], "x0": [b.x0 for b in boxes], "y0": [b.y0 for b in boxes],
@@ -461,6 +473,7 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
     if params.get("hst_psf_radius_arcsec") is not None:
         hst_psf = truncate_psf(hst_psf, float(params["hst_psf_radius_arcsec"]) / hst_psf_scale)
     fit_params = irac_params(params)
+    model_norm = segment_fluxes(model_image, model_seg, src["id"])
     fids = filter_ids(run.conn, list(channels(params)))
     blocks = {}
     for ch in channels(params):
@@ -480,7 +493,7 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         nexp, exptime = coverage(src["ra"], src["dec"], frames.corners, frames.exptime)
         blocks[number] = {"flux": result.flux, "err": result.err, "nexp": nexp, "exptime": exptime,
                           "patch": result.patch.astype(np.int64), "bright": bright_flag(result.flag),
-                          "flag": result.flag.astype(np.int64)}
+                          "flag": result.flag.astype(np.int64), "model_norm": model_norm}
         good = np.isfinite(result.flux)
         progress(f"{ch}: {int(good.sum())} of {len(good)} sources measured, {len(result.grid.boxes)} patches")
         write_model_products(run, field.name, ch, fids[ch], outdir, irac_wcs, result, blocks[number])
