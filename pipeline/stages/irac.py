@@ -363,8 +363,9 @@ def irac_psf_reference(path: Path) -> tuple[float, float]:
 
 
 def segment_fluxes(image: np.ndarray, seg: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Sum of ``image`` over each id's segment (the un-normalised HST flux of its IRAC model, as
-    ``irac_models.source_models`` sums it); NaN where that sum is not positive (no model)."""
+    """Sum of ``image`` over each id's segment: the HST flux of its IRAC model (before the
+    matching kernel, whose sum is 1, and the unit-sum normalisation of
+    ``irac_models.source_models``); NaN where that sum is not positive (no model)."""
     ids = np.asarray(ids, dtype=np.int64)
     sums = np.bincount(seg.ravel(), weights=np.nan_to_num(image).ravel(), minlength=int(ids.max(initial=0)) + 1)
     out = sums[ids]

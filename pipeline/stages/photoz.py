@@ -92,15 +92,21 @@ def _fluxes(conn, field_name: str, params: dict, source_id: int | None = None):
                        {"p": phot, "i": params["aperture_index"], "s": source_id})
     measured = [(ap["source_id"], ap["filter"], ap["tot"], ap["etot"])]
     if irac is not None:
-        ir = fetch_columns(conn, [("source_id", "source_id", "i8"), ("channel", "channel", "i4"), ("flux", "flux", "f8"),
-                                  ("err", "err", "f8"), ("model_norm", "model_norm", "f8")],
-                           f"FROM irac_flux WHERE run_id = :r{one}", {"r": irac, "s": source_id})
+        # with irac_scale=hst_total each row also carries the detection image's total in the HST
+        # convention (_REDDEST_TOT_CORR); the release's `model` scale needs none
+        hst_total = params.get("irac_scale", "model") == "hst_total"
+        ir = fetch_columns(conn, [("source_id", "i.source_id", "i8"), ("channel", "i.channel", "i4"),
+                                  ("flux", "i.flux", "f8"), ("err", "i.err", "f8"),
+                                  ("model_norm", "i.model_norm", "f8"),
+                                  ("hst_total", "s.flux_auto * t.tot_corr" if hst_total else "NULL::float8", "f8")],
+                           "FROM irac_flux i JOIN source s USING (source_id) LEFT JOIN total_correction t ON "
+                           f"t.source_id = i.source_id AND t.run_id = :p AND t.filter_id = ({_REDDEST_TOT_CORR}) "
+                           f"WHERE i.run_id = :r{one.replace('source_id', 'i.source_id')}",
+                           {"r": irac, "p": phot, "s": source_id})
         numbers += list(IRAC_EAZY.values())
         keep = np.array([int(s) in index for s in ir["source_id"]], dtype=bool)
         channel = np.array([IRAC_EAZY[int(c)] for c in ir["channel"]], dtype=np.int64)
-        scale = np.ones(len(keep))
-        if params.get("irac_scale", "model") == "hst_total":
-            scale = _hst_total_scale(conn, field_name, params, ir, det)
+        scale = _hst_total_scale(field_name, params, ir) if hst_total else np.ones(len(keep))
         measured.append((ir["source_id"][keep], channel[keep], (ir["flux"] * scale)[keep], (ir["err"] * scale)[keep]))
     n = len(src["id"])
     flux = np.full((n, len(numbers)), np.nan)
@@ -115,11 +121,17 @@ def _fluxes(conn, field_name: str, params: dict, source_id: int | None = None):
     return src, flux, err, numbers
 
 
-def _hst_total_scale(conn, field_name: str, params: dict, ir: dict, det_run: int) -> np.ndarray:
+# the filter whose point-source total correction the detection image's total takes: the reddest
+# HST filter of the photometry run (:p)
+_REDDEST_TOT_CORR = ("SELECT f.filter_id FROM total_correction t2 JOIN filter f USING (filter_id) WHERE t2.run_id = :p "
+                     "AND f.name <> 'det' ORDER BY f.pivot_angstrom DESC NULLS LAST LIMIT 1")
+
+
+def _hst_total_scale(field_name: str, params: dict, ir: dict) -> np.ndarray:
     """Per `irac_flux` row: the factor putting its IRAC flux on the HST totals' scale
-    (``irac_scale=hst_total``): ``flux_auto * tot_corr / model_norm``. The IRAC flux over its
-    model's HST flux (`model_norm`, the detection image over the segment) is the source's
-    IRAC-to-HST colour; times the detection image's total in the HST convention (Kron
+    (``irac_scale=hst_total``): ``hst_total / model_norm``. The IRAC flux over its model's HST
+    flux (`model_norm`, the detection image over the segment) is the source's IRAC-to-HST
+    colour; times the detection image's total in the HST convention (``hst_total``: Kron
     ``flux_auto`` times the point-source total correction of the reddest HST filter of the
     photometry run) it is a total like the HST ``{f}_tot_{i}``. NaN (missing) where a factor is
     not finite and positive."""
@@ -127,18 +139,8 @@ def _hst_total_scale(conn, field_name: str, params: dict, ir: dict, det_run: int
         raise InputError(f"photoz of {field_name} --param irac_scale=hst_total: irac run {params['irac_run']} "
                          "stored no model_norm (made before migration 0007): run `alcsdb run irac --field "
                          f"{field_name} --force` first")
-    auto = fetch_columns(conn, [("source_id", "source_id", "i8"), ("flux_auto", "flux_auto", "f8")],
-                         "FROM source WHERE run_id = :d", {"d": det_run})
-    tc = fetch_columns(conn, [("source_id", "t.source_id", "i8"), ("tot_corr", "t.tot_corr", "f8")],
-                       "FROM total_correction t WHERE t.run_id = :p AND t.filter_id = (SELECT f.filter_id FROM "
-                       "total_correction t2 JOIN filter f USING (filter_id) WHERE t2.run_id = :p AND f.name <> 'det' "
-                       "ORDER BY f.pivot_angstrom DESC NULLS LAST LIMIT 1)", {"p": params["photometry_run"]})
-    total = dict(zip(auto["source_id"].tolist(), auto["flux_auto"].tolist()))
-    corr = dict(zip(tc["source_id"].tolist(), tc["tot_corr"].tolist()))
-    sid = ir["source_id"].tolist()
-    hst = np.array([total.get(s, np.nan) * corr.get(s, np.nan) for s in sid], dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        scale = hst / ir["model_norm"]
+        scale = ir["hst_total"] / ir["model_norm"]
     return np.where(np.isfinite(scale) & (scale > 0), scale, np.nan)
 
 
