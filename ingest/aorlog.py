@@ -70,10 +70,13 @@ def read_aor_log(path: Path) -> AorLog:
                  exptime=np.asarray(column(data, "exptime", path), dtype=float),
                  mjd=np.asarray(column(data, "mjd_obs", path), dtype=float),
                  theta=np.asarray(column(data, "theta", path), dtype=float), crval=crval, corners=corners)
+    from scipy.spatial import QhullError
+
     try:  # the footprint is computed here, before any write, so a bad geometry is a clean error
         log.footprint = sky_hull(corners.reshape(-1, 2), log.centre)
-    except (ValueError, ArithmeticError) as exc:
-        raise InputError(f"{path}: column 'corners' does not describe a footprint around the AOR ({exc})") from None
+    except (ValueError, ArithmeticError, QhullError) as exc:  # QhullError: flat or coincident corners
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: column 'corners' does not describe a footprint around the AOR ({reason})") from None
     return log
 
 

@@ -259,3 +259,22 @@ def test_aor_log_corners_off_the_sky_are_a_clean_error(engine, base_files, tmp_p
         ingest_path(engine, path)
     assert path.name in str(err.value) and "corners" in str(err.value)
     assert snapshot(engine) == before
+
+
+def test_aor_log_corners_without_area_are_a_clean_error(engine, base_files, tmp_path):
+    """Corners that are all one sky point (a fuzzed integer column found it): the footprint hull
+    is flat, which scipy reports as a QhullError; ingest must turn it into a one-line error."""
+    path = tmp_path / base_files["aor_log"].name
+    cols = []
+    for c in table_columns(base_files["aor_log"]):
+        if c.name == "corners":
+            data = np.asarray(c.array, dtype=float)
+            same = np.tile(data.reshape(-1)[:2], data.size // 2).reshape(data.shape)  # every corner = the first
+            c = fits.Column(name=c.name, format=c.format, dim=c.dim, unit=c.unit, array=same)
+        cols.append(c)
+    write_columns(path, cols)
+    before = snapshot(engine)
+    with pytest.raises(AlcsdbError) as err:
+        ingest_path(engine, path)
+    assert path.name in str(err.value) and "corners" in str(err.value) and "\n" not in str(err.value)
+    assert snapshot(engine) == before
