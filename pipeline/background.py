@@ -54,6 +54,12 @@ class BackgroundParams:
     irac_mosaic_back_size_arcsec, irac_mosaic_thresh : sep mesh and threshold (x pixel
         error) of that mosaic's source detection (golfir: 16 pixels of 0.5", 1.5 sigma);
     irac_mosaic_dilate_arcsec : the mask is grown by this radius in each frame.
+    irac_min_frames : a master pixel is the median of the frames where it is unmasked only if
+        there are at least this many (at most the AOR's frame count); otherwise it takes the
+        smooth fill. A pixel unmasked in a single frame would copy that frame, source and noise
+        included, into every frame of the AOR, and that frame would then show nothing there
+        to mask: a star off the mosaic, unmasked in one frame while the mosaic mask covers the
+        pixel in the others, came back as -500 sigma holes in the mock's IRAC mosaics.
     """
 
     back_size_arcsec: float = 32.0
@@ -69,6 +75,7 @@ class BackgroundParams:
     irac_mosaic_back_size_arcsec: float = 8.0
     irac_mosaic_thresh: float = 1.5
     irac_mosaic_dilate_arcsec: float = 3.6
+    irac_min_frames: int = 3
 
 
 def _disk(radius_pix: float) -> np.ndarray:
@@ -229,8 +236,9 @@ def irac_master_background(
     ``source_masks``; in each further pass (``iterations`` in all) the sources of every frame
     are found on ``frame - pedestal - master`` (so detector-fixed structure is not taken for
     sources; a coarse sep sky of ``irac_back_size_arcsec`` removes what is left of the level)
-    and masked with the segmentation dilated by ``irac_dilate_arcsec``. Pixels masked in every
-    frame take a smooth sep interpolation of the master. Returns float32 MJy/sr.
+    and masked with the segmentation dilated by ``irac_dilate_arcsec``. Pixels unmasked in fewer
+    than ``irac_min_frames`` frames (or than all of them, in a smaller AOR) take a smooth sep
+    interpolation of the master. Returns float32 MJy/sr.
     """
     if not frames:
         raise ValueError("irac_master_background needs at least one frame")
@@ -247,7 +255,7 @@ def irac_master_background(
         pedestals = np.array([_pedestal(d - master, b | m, b) for d, b, m in zip(data, bads, masked)],
                              dtype=np.float32)
         stack = np.stack([np.where(b | m, np.nan, d - p) for d, b, m, p in zip(data, bads, masked, pedestals)])
-        master = _masked_median(stack, box, params.filter_size)
+        master = _masked_median(stack, box, params.filter_size, min_count=params.irac_min_frames)
         if it == params.iterations - 1:
             break
         for k, (d, err, bad) in enumerate(zip(data, errs, bads)):
@@ -296,10 +304,12 @@ def blot_mask(mask: np.ndarray, mask_wcs, frame_wcs, shape: tuple[int, int], *, 
     return ndimage.binary_dilation(out, structure=_disk(dilate_pix)) if dilate_pix > 0 and out.any() else out
 
 
-def _masked_median(stack: np.ndarray, box: int, filter_size: int) -> np.ndarray:
-    """Median over axis 0 ignoring NaN; pixels NaN in every plane are filled with a smooth
-    sep background of the median (0 if every pixel is empty)."""
-    empty = ~np.isfinite(stack).any(axis=0)
+def _masked_median(stack: np.ndarray, box: int, filter_size: int, min_count: int = 1) -> np.ndarray:
+    """Median over axis 0 ignoring NaN; pixels with fewer than ``min(min_count, len(stack))``
+    finite planes are filled with a smooth sep background of the median (0 if every pixel is
+    filled)."""
+    need = max(1, min(int(min_count), stack.shape[0]))
+    empty = np.isfinite(stack).sum(axis=0) < need
     master = np.zeros(stack.shape[1:], dtype=np.float32)
     if empty.all():
         return master

@@ -105,3 +105,27 @@ def test_blot_mask_follows_the_sky():
     assert out.sum() >= 1
     grown = blot_mask(mask, mosaic_wcs, frame, (40, 40), dilate_pix=1.0)
     assert grown.sum() > out.sum() and np.all(grown[out])
+
+
+def test_pixel_unmasked_in_one_frame_does_not_copy_that_frame_into_the_master():
+    """A star on a detector region that the mosaic mask covers in every other frame (it lies off
+    the mosaic, so its own frame's mask misses it): the master there must not be that frame."""
+    rng = np.random.default_rng(5)
+    n, level = 6, 0.1
+    frames = [level + rng.normal(0, SIGMA, SHAPE) for _ in range(n)]
+    yy, xx = np.indices(SHAPE)
+    frames[0] = frames[0] + 400 * SIGMA * np.exp(-((xx - 55.0) ** 2 + (yy - 52.0) ** 2) / (2 * 1.5 ** 2))
+    known = [np.zeros(SHAPE, bool)] + [np.zeros(SHAPE, bool) for _ in range(n - 1)]
+    for k in range(1, n):
+        known[k][40:68, 40:68] = True      # the mosaic's sources, seen by the other frames
+    errs, bad = [np.full(SHAPE, SIGMA)] * n, [np.zeros(SHAPE, bool)] * n
+    region = (slice(40, 68), slice(40, 68))
+
+    def worst_hole(params):
+        bg = irac_master_background(frames, errs, bad, pixscale=SCALE, source_masks=known, params=params)
+        return min(float(np.min((frames[k] - bg.frame(k))[region])) for k in range(1, n)) / SIGMA
+
+    # a median over the one unmasked frame puts the star into every frame's background
+    assert worst_hole(BackgroundParams(irac_min_frames=1)) < -100
+    # with at least 3 frames per master pixel, the region takes the smooth fill: noise only
+    assert worst_hole(BackgroundParams()) > -6
