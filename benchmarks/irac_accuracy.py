@@ -8,6 +8,10 @@ neighbour within 2"):
 - the median of (measured - true) / true (target: within +-3%);
 - the scatter of (measured - true) / error: NMAD (1.4826 x median absolute deviation; target
   0.8-1.3), the plain standard deviation and the fraction beyond 5 sigma;
+- the same for the fluxes on the HST totals' scale, as the photoz stage takes them with
+  ``irac_scale=hst_total``: flux x (``flux_auto`` x the reddest filter's ``tot_corr``) / ``model_norm``
+  (the latest photometry run of the same detections): the models hold only the light inside the
+  segments, which misses a larger share of a faint galaxy's wings;
 - the residual rms in units of the pixel noise (1/sqrt(wht)) over the fitted pixels of patches
   without bright (`IracFlag.BRIGHT`) sources (target <= 1.2), and the same over the pixels at
   least ``RESIDUAL_EDGE_ARCSEC`` (6") inside the HST coverage ("interior"): nearer its edge the
@@ -205,6 +209,7 @@ def evaluate(engine, field: str, truth: Table, irac_run: int) -> dict[str, dict]
     from pipeline.irac import patch_grid
     from pipeline.irac_patches import assign_sources
     from pipeline.stages import irac as stage
+    from pipeline.stages import photoz as photoz_stage
 
     with engine.connect() as conn:
         params = conn.execute(text("SELECT params FROM run WHERE run_id = :r"), {"r": irac_run}).scalar_one()
@@ -219,10 +224,18 @@ def evaluate(engine, field: str, truth: Table, irac_run: int) -> dict[str, dict]
                                    ("y", "y", "f8"), ("xpeak", "coalesce(xpeak, round(x))", "i8"),
                                    ("ypeak", "coalesce(ypeak, round(y))", "i8")],
                             "FROM source WHERE run_id = :r ORDER BY id", {"r": det_run})
-        rows = fetch_columns(conn, [("source_id", "source_id", "i8"), ("channel", "channel", "i4"),
-                                    ("flux", "flux", "f8"), ("err", "err", "f8"), ("bright", "bright", "i4"),
-                                    ("patch", "patch", "i4")],
-                             "FROM irac_flux WHERE run_id = :r", {"r": irac_run})
+        # the photometry run of the same detections, for the photoz stage's HST-totals scale
+        phot_run = conn.execute(text(
+            "SELECT max(r.run_id) FROM run r WHERE r.stage = 'photometry' AND r.status = 'succeeded' AND EXISTS "
+            "(SELECT 1 FROM aperture_flux a JOIN source s USING (source_id) WHERE a.run_id = r.run_id AND s.run_id = :d)"),
+            {"d": det_run}).scalar()
+        rows = fetch_columns(conn, [("source_id", "i.source_id", "i8"), ("channel", "i.channel", "i4"),
+                                    ("flux", "i.flux", "f8"), ("err", "i.err", "f8"), ("bright", "i.bright", "i4"),
+                                    ("patch", "i.patch", "i4"), ("model_norm", "i.model_norm", "f8"),
+                                    ("hst_total", "s.flux_auto * t.tot_corr", "f8")],
+                             "FROM irac_flux i JOIN source s USING (source_id) LEFT JOIN total_correction t ON "
+                             "t.source_id = i.source_id AND t.run_id = :p AND t.filter_id = "
+                             f"({photoz_stage._REDDEST_TOT_CORR}) WHERE i.run_id = :r", {"r": irac_run, "p": phot_run})
     image, _, hst_wcs = load_image(Path(inputs["det_sci"]))
     weight, _, _ = load_image(Path(inputs["det_wht"]))
     seg, _, _ = load_image(Path(inputs["seg"]))
@@ -246,6 +259,11 @@ def evaluate(engine, field: str, truth: Table, irac_run: int) -> dict[str, dict]
         flux, err, bright, patch = (np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, int), np.full(n, -1))
         flux[idx], err[idx], bright[idx], patch[idx] = (rows["flux"][sel], rows["err"][sel], rows["bright"][sel],
                                                         rows["patch"][sel])
+        # x HST total / model_norm: the IRAC flux on the HST totals' scale (photoz irac_scale=hst_total)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = rows["hst_total"][sel] / rows["model_norm"][sel]
+        to_total = np.full(n, np.nan)
+        to_total[idx] = np.where(np.isfinite(factor) & (factor > 0), factor, np.nan)
         true = true_fluxes(src["id"], labels, np.asarray(truth[f"flux_{ch}"], float))
         clean = (purity >= PURITY_MIN) & inside
         strong = clean & (flux / err > SN_MIN)
@@ -274,6 +292,7 @@ def evaluate(engine, field: str, truth: Table, irac_run: int) -> dict[str, dict]
             "n_bright_flagged": int((bright > 0).sum()),
             "model": flux_accuracy(flux, err, true, strong),
             "model_neighbour": flux_accuracy(flux, err, true, strong & neighbour),
+            "model_hst_total": flux_accuracy(flux * to_total, err * to_total, true, strong),
             "aperture": flux_accuracy(aper, aper_err, true, strong),
             "aperture_neighbour": flux_accuracy(aper, aper_err, true, strong & neighbour),
             "residual_ratio": residual_noise_ratio(residual, wht, quiet),
@@ -401,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'sample':<22} {'n':>5} {'med(d/true)':>10} {'pull NMAD':>9} {'pull std':>9} {'>5 sig':>9}")
         _print_accuracy("model", s["model"])
         _print_accuracy("model, neighbour<2\"", s["model_neighbour"])
+        _print_accuracy("model x HST total", s["model_hst_total"])
         _print_accuracy("aperture 3\" (baseline)", s["aperture"])
         _print_accuracy("aperture, neighbour", s["aperture_neighbour"])
         by_sn = ", ".join(f"{k} {v:.2f}" for k, v in s["residual_ratio_by_sn"].items())
