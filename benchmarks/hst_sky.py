@@ -1,0 +1,217 @@
+"""HST per-visit sky estimators on a simulated field, against the truth (issue 10, background).
+
+Runs the mosaic stage's own HST steps (pedestals, visits, alignment, final drizzle of each
+visit: ``pipeline.mosaic.build_mosaics`` up to ``_drizzle_hst``, which this script wraps to keep
+each visit's drizzled image instead of subtracting the stage's background) on a mock folder, then
+combines the visits of each filter after subtracting each candidate sky and prints the empty-sky
+level of the combined mosaic in units of the pixel noise, as ``benchmarks/alignment.py`` scores
+the stage's products (``truth_empty``, ``sky_cells``: the mosaic minus the rendered truth over the
+pixels where the truth light is below 0.05 sigma; target below 0.1 in absolute value):
+
+- ``none``: no per-visit sky (the exposures' pedestals only);
+- ``stage``: ``pipeline.background.smooth_background`` (the stage's estimator; reproduces
+  alignment.py's figures);
+- ``loo``: the same sep sky, with the sources found on the other visits of the filter
+  (leave-one-out: noise independent of the visit's) as the mask, dilated by 0.2", 0.5" or 1";
+- ``photutils``: ``Background2D`` (32" boxes, filter 3, sigma-clipped median, meshes up to 90%
+  masked allowed) with the stage's mask, dilated 0.2" or 1";
+
+and, for the combined mosaic with pedestals only, where the light is: per distance from the
+stage's source mask, the median image level, the mean truth light and the median of image minus
+truth (the true sky), all over the pixel noise.
+
+    python benchmarks/hst_sky.py --mock W/mock [--filters f105w f125w f160w f814w]
+
+``W/mock`` is a mock folder as ``alcsdb mock`` writes it (``benchmarks/mock_photoz.py --workdir W``
+and ``benchmarks/alignment.py --workdir W`` make one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from astropy.table import Table  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+class _Captured(Exception):
+    pass
+
+
+def drizzled_visits(mock_dir: Path, grid, params) -> list[dict]:
+    """Each HST visit drizzled by the stage's code on its part of the grid, no sky removed:
+    dicts with ``filter``, ``layer``, ``slices``, ``mjd``, ``sci``, ``wht``."""
+    import pipeline.mosaic as pm
+
+    visits: list[dict] = []
+    original = pm._drizzle_hst
+
+    def keep(states, grid_, params_, progress):
+        for s in states:
+            full = grid_.wcs(s.visit.layer)
+            slices = pm.footprint_slices(full, s.wcs)
+            if slices is None:
+                continue
+            chips = [replace(c, wcs=w) for c, w in zip(s.chips, s.wcs)]
+            sci, wht = pm.drizzle(chips, pm.cutout_wcs(full, slices), pixfrac=params_.pixfrac_hst,
+                                  kernel=params_.kernel)
+            visits.append({"filter": s.visit.filter, "layer": s.visit.layer, "slices": slices,
+                           "mjd": s.visit.mjd, "sci": sci, "wht": wht})
+            progress(f"drizzled {s.visit.name}")
+        raise _Captured
+
+    pm._drizzle_hst = keep
+    try:
+        pm.build_mosaics(mock_dir, grid, params, lambda m: print(f"  {m}", flush=True),
+                         output_dir=Path(os.environ.get("TMPDIR", "/tmp")) / "alcsdb_hst_sky")
+    except _Captured:
+        pass
+    finally:
+        pm._drizzle_hst = original
+    return visits
+
+
+def combine(visits: list[dict], shape, skies=None, skip: int | None = None):
+    num, den = np.zeros(shape), np.zeros(shape)
+    for k, v in enumerate(visits):
+        if k == skip:
+            continue
+        sky = 0.0 if skies is None else skies[k]
+        num[v["slices"]] += v["wht"] * (v["sci"] - sky)
+        den[v["slices"]] += v["wht"]
+    return np.divide(num, den, out=np.zeros(shape), where=den > 0).astype(np.float32), den.astype(np.float32)
+
+
+def _data(sci, wht):
+    from pipeline.photometry import error_and_mask
+
+    err, nocov = error_and_mask(sci, wht)
+    return np.ascontiguousarray(np.where(nocov, 0.0, sci), dtype=np.float32), err, nocov
+
+
+def stage_mask(sci, wht, scale, bp):
+    from pipeline import background as B
+
+    data, err, nocov = _data(sci, wht)
+    return B._sources(data, err, nocov, scale, bp)
+
+
+def sep_sky(sci, wht, scale, mask, bp):
+    from pipeline import background as B
+
+    data, _, nocov = _data(sci, wht)
+    back = B._masked_sky(data, nocov | mask, int(round(bp.back_size_arcsec / scale)), bp.filter_size)
+    return np.where(nocov, 0.0, back)
+
+
+def photutils_sky(sci, wht, scale, mask, bp):
+    from astropy.stats import SigmaClip
+    from photutils.background import Background2D, MedianBackground
+
+    data, _, nocov = _data(sci, wht)
+    box = int(round(bp.back_size_arcsec / scale))
+    bk = Background2D(data, box, filter_size=bp.filter_size, mask=mask & ~nocov, coverage_mask=nocov, fill_value=0.0,
+                      exclude_percentile=90.0, sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
+                      bkg_estimator=MedianBackground())
+    return np.where(nocov, 0.0, bk.background)
+
+
+def estimators(bp):
+    from pipeline.background import smooth_background
+
+    def stage(k, vs, shape, scale):
+        return smooth_background(vs[k]["sci"], vs[k]["wht"], pixscale=scale, params=bp)
+
+    def loo(dilate):
+        p = replace(bp, dilate_arcsec=dilate)
+
+        def sky(k, vs, shape, scale):
+            v = vs[k]
+            if len(vs) < 2:
+                return smooth_background(v["sci"], v["wht"], pixscale=scale, params=p)
+            others, owht = combine(vs, shape, skip=k)
+            mask = stage_mask(others, owht, scale, p)[v["slices"]]
+            covered = (owht > 0)[v["slices"]]
+            mask = np.where(covered, mask, stage_mask(v["sci"], v["wht"], scale, p))
+            return sep_sky(v["sci"], v["wht"], scale, mask, p)
+        return sky
+
+    def photutils(dilate):
+        p = replace(bp, dilate_arcsec=dilate)
+
+        def sky(k, vs, shape, scale):
+            v = vs[k]
+            return photutils_sky(v["sci"], v["wht"], scale, stage_mask(v["sci"], v["wht"], scale, p), p)
+        return sky
+
+    return {"none": lambda k, vs, shape, scale: 0.0, "stage": stage, "loo 0.2\"": loo(0.2), "loo 0.5\"": loo(0.5),
+            "loo 1.0\"": loo(1.0), "photutils 0.2\"": photutils(0.2), "photutils 1.0\"": photutils(1.0)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import alignment as al
+    from pipeline.background import BackgroundParams
+    from pipeline.mock import render_truth
+    from pipeline.mosaic import MosaicParams, release_grid
+    from scipy import ndimage
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--mock", type=Path, required=True, help="mock folder (hst/, irac/, truth.fits, refcat.fits)")
+    p.add_argument("--filters", nargs="+", default=["f105w", "f125w", "f160w", "f814w"])
+    args = p.parse_args(argv)
+    info = args.mock / "mock.json"
+    if not info.exists():
+        raise SystemExit(f"{info} not found: --mock must be a folder written by `alcsdb mock`")
+    m = json.loads(info.read_text())["parameters"]
+    truth = Table.read(args.mock / "truth.fits", "SOURCES")
+    grid = release_grid(float(m["ra"]), float(m["dec"]), float(m["size_arcmin"]))
+    params = MosaicParams()
+    bp: BackgroundParams = params.background
+    t0 = time.perf_counter()
+    visits = drizzled_visits(args.mock, grid, params)
+    print(f"{len(visits)} visits drizzled in {time.perf_counter() - t0:.0f} s\n")
+    print("empty-sky level of the combined mosaic / pixel noise (target |level| < 0.1); cell rms, worst cell")
+    for filt in args.filters:
+        vs = [v for v in visits if v["filter"] == filt]
+        if not vs:
+            continue
+        layer = vs[0]["layer"]
+        shape, wcs, scale = grid.shape(layer), grid.wcs(layer), grid.scale(layer)
+        model = render_truth(truth, filt, wcs, shape, float(np.mean([v["mjd"] for v in vs])))
+        print(f"{filt} ({len(vs)} visits)")
+        for name, sky in estimators(bp).items():
+            skies = [sky(k, vs, shape, scale) for k in range(len(vs))]
+            sci, wht = combine(vs, shape, skies)
+            covered = wht > 0
+            residual = np.where(covered, sci - model, 0.0)
+            sigma = float(1.4826 * np.median(np.abs(residual[covered] - np.median(residual[covered]))))
+            empty = al.truth_empty(model, covered, sigma)
+            cells = al.sky_cells(residual, empty, pixscale=scale)
+            print(f"  {name:<16} level {np.mean(residual[empty]) / sigma:+.3f}   cells rms {cells.rms:.3f}, "
+                  f"worst {cells.worst:.3f}")
+            if name == "none":
+                mask = stage_mask(sci, wht, scale, bp)
+                dist = ndimage.distance_transform_edt(~mask) * scale
+                print(f"    pixels outside the stage's mask ({100 * mask[covered].mean():.0f}% masked), by distance "
+                      "from it: median image, mean truth light, median image - truth (the sky), / sigma")
+                for lo, hi in ((0, 0.2), (0.2, 0.5), (0.5, 1), (1, 2), (2, 3), (3, 99)):
+                    sel = covered & ~mask & (dist > lo) & (dist <= hi)
+                    if sel.sum() >= 100:
+                        print(f"      {lo:>3}-{hi:<2}\": {sel.sum():>7} px  {np.median(sci[sel]) / sigma:+.3f}  "
+                              f"{np.mean(model[sel]) / sigma:+.3f}  {np.median((sci - model)[sel]) / sigma:+.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
