@@ -238,7 +238,8 @@ def irac_master_background(
     sources; a coarse sep sky of ``irac_back_size_arcsec`` removes what is left of the level)
     and masked with the segmentation dilated by ``irac_dilate_arcsec``. Pixels unmasked in fewer
     than ``irac_min_frames`` frames (or than all of them, in a smaller AOR) take a smooth sep
-    interpolation of the master. Returns float32 MJy/sr.
+    interpolation of the master; a one-frame AOR gets no master, only its pedestal. Returns
+    float32 MJy/sr.
     """
     if not frames:
         raise ValueError("irac_master_background needs at least one frame")
@@ -307,7 +308,10 @@ def blot_mask(mask: np.ndarray, mask_wcs, frame_wcs, shape: tuple[int, int], *, 
 def _masked_median(stack: np.ndarray, box: int, filter_size: int, min_count: int = 1) -> np.ndarray:
     """Median over axis 0 ignoring NaN; pixels with fewer than ``min(min_count, len(stack))``
     finite planes are filled with a smooth sep background of the median (0 if every pixel is
-    filled)."""
+    filled). A single plane gives 0 (no master) unless ``min_count`` is 1."""
+    if stack.shape[0] == 1 and min_count > 1:
+        # one frame cannot tell a detector pattern from its own sky, sources and noise
+        return np.zeros(stack.shape[1:], dtype=np.float32)
     need = max(1, min(int(min_count), stack.shape[0]))
     empty = np.isfinite(stack).sum(axis=0) < need
     master = np.zeros(stack.shape[1:], dtype=np.float32)

@@ -129,3 +129,18 @@ def test_pixel_unmasked_in_one_frame_does_not_copy_that_frame_into_the_master():
     assert worst_hole(BackgroundParams(irac_min_frames=1)) < -100
     # with at least 3 frames per master pixel, the region takes the smooth fill: noise only
     assert worst_hole(BackgroundParams()) > -6
+
+
+def test_one_frame_aor_keeps_its_sources_and_noise():
+    """A one-frame AOR has no median to take: its background is the pedestal alone, so the
+    frame minus its background keeps the source and the pixel noise (a per-pixel 'master'
+    would be the frame itself and subtract both)."""
+    rng = np.random.default_rng(2)
+    yy, xx = np.indices(SHAPE)
+    frame = 0.1 + rng.normal(0, SIGMA, SHAPE) + 50 * SIGMA * np.exp(-((xx - 30.0) ** 2 + (yy - 60.0) ** 2) / 8.0)
+    bg = irac_master_background([frame], [np.full(SHAPE, SIGMA)], [np.zeros(SHAPE, bool)], pixscale=SCALE)
+    rest = frame - bg.frame(0)
+    assert np.ptp(bg.frame(0)) == 0                                # a constant: the pedestal
+    assert abs(np.median(rest)) < 0.1 * SIGMA
+    assert 0.9 * SIGMA < np.std(rest[:, 50:]) < 1.1 * SIGMA         # the noise is still there
+    assert rest[60, 30] > 40 * SIGMA                               # and so is the source
