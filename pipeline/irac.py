@@ -18,7 +18,7 @@ normalisations are fitted together, patch by patch. The computation is split by 
 Units: fluxes in uJy, images in uJy per pixel, weights are inverse variances, positions are
 zero-indexed pixel centres; missing values are NaN here (-99 on export).
 """
-from .irac_field import FieldResult, SourceTable, fit_field
+from .irac_field import AorSampling, FieldResult, SourceTable, fit_field
 from .irac_fit import IracParams, PatchInput, PatchResult, fit_patch
 from .irac_kernel import FourierWindow, matching_kernel, position_psf, rotate_psf
 from .irac_models import IracGeometry, background_terms, binned_kernel, source_models
@@ -27,7 +27,7 @@ from .irac_segmentation import watershed_segmentation
 from .irac_solve import IracFlag, Solution, solve
 
 __all__ = [
-    "FieldResult", "FourierWindow", "IracFlag", "IracGeometry", "IracParams", "PatchBox",
+    "AorSampling", "FieldResult", "FourierWindow", "IracFlag", "IracGeometry", "IracParams", "PatchBox",
     "PatchGrid", "PatchInput", "PatchResult", "Solution", "SourceTable", "assign_sources",
     "background_terms", "binned_kernel", "fit_field", "fit_patch", "matching_kernel",
     "patch_grid", "position_psf", "rotate_psf", "solve", "source_models",

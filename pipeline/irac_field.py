@@ -5,7 +5,9 @@ detection-band mosaic in uJy per pixel and its segmentation map, the source tabl
 mosaic (uJy per 0.5" pixel, drizzled onto the HST grid) with its inverse-variance weight, the
 geometry tying the two grids (``IracGeometry.from_wcs``), the matching kernel and the IRAC PSF on
 the HST grid (arrays, or callables of the IRAC pixel position for position-dependent PSFs) and
-``IracParams``. Every source is measured by exactly one patch (``irac_patches``).
+``IracParams``. Every source is measured by exactly one patch (``irac_patches``). With
+``sampling`` (``AorSampling``: kernels and PSFs under each AOR's PSF, the mosaic's
+``SamplingMaps``) the models follow how the drizzle sampled each pixel (``pipeline.sampling``).
 """
 from __future__ import annotations
 
@@ -20,8 +22,19 @@ from .irac_fit import IracParams, PatchInput, PatchResult, fit_patch
 from .irac_models import IracGeometry, segment_boxes
 from .irac_patches import PatchBox, PatchGrid, assign_sources, patch_grid
 from .irac_solve import IracFlag
+from .sampling import SamplingMaps
 
 KernelSource = Union[np.ndarray, Callable[[float, float], np.ndarray]]
+
+
+@dataclass(frozen=True)
+class AorSampling:
+    """Per AOR of one channel (in the order of ``maps``): the HST-to-IRAC matching kernel and the
+    IRAC PSF (HST grid) under that AOR's PSF alone, and the mosaic's sampling maps."""
+
+    kernels: list[np.ndarray]
+    psfs: list[np.ndarray]
+    maps: SamplingMaps
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,8 @@ def _at(source: KernelSource | None, box: PatchBox) -> np.ndarray | None:
 def patch_inputs(hst_ujy: np.ndarray, seg: np.ndarray, sources: SourceTable, irac: np.ndarray,
                  irac_weight: np.ndarray, geometry: IracGeometry, kernel: KernelSource,
                  irac_psf: KernelSource | None, grid: PatchGrid, owner: np.ndarray,
-                 point: np.ndarray) -> Iterator[PatchInput]:
+                 point: np.ndarray, sampling: AorSampling | None = None
+                 ) -> Iterator[PatchInput]:
     """One ``PatchInput`` per patch: sources whose segment touches the patch plus those it owns;
     an HST cutout holding all their segments; the IRAC cutout (zero weight off the mosaic)."""
     ids = np.asarray(sources.id)
@@ -106,13 +120,17 @@ def patch_inputs(hst_ujy: np.ndarray, seg: np.ndarray, sources: SourceTable, ira
             seg=np.asarray(seg[cy0:cy1, cx0:cx1]),
             geometry=geometry.moved(cx0, cy0),
             ids=ids[sel], x=xi[sel], y=yi[sel], mag=np.asarray(sources.mag, float)[sel],
-            point=point[sel], kernel=_at(kernel, box), irac_psf=_at(irac_psf, box))
+            point=point[sel], kernel=_at(kernel, box), irac_psf=_at(irac_psf, box),
+            aor_kernels=None if sampling is None else sampling.kernels,
+            aor_psfs=None if sampling is None else sampling.psfs,
+            sampling=None if sampling is None else sampling.maps.cut(box.y0, box.x0, box.ny, box.nx))
 
 
 def fit_field(hst_ujy: np.ndarray, seg: np.ndarray, sources: SourceTable, irac: np.ndarray,
               irac_weight: np.ndarray, geometry: IracGeometry, kernel: KernelSource,
               irac_psf: KernelSource | None = None, params: IracParams = IracParams(), *,
-              irac_scale: float = 0.5, n_proc: int = 1, executor=None) -> FieldResult:
+              irac_scale: float = 0.5, n_proc: int = 1, executor=None,
+              sampling: AorSampling | None = None) -> FieldResult:
     """IRAC fluxes of every source of ``sources`` (see the module docstring), patches fitted in
     ``n_proc`` processes (1 = in this process), or by ``executor`` when given: any object with
     ``concurrent.futures.Executor.map`` semantics (e.g. ``pipeline.distributed.patch_executor``,
@@ -125,7 +143,7 @@ def fit_field(hst_ujy: np.ndarray, seg: np.ndarray, sources: SourceTable, irac: 
         np.nan_to_num(np.asarray(sources.flux_radius, float), nan=np.inf)
     point = radius < params.point_flux_radius
     inputs = patch_inputs(hst_ujy, seg, sources, irac, irac_weight, geometry, kernel, irac_psf,
-                          grid, owner, point)
+                          grid, owner, point, sampling)
     if executor is not None:
         results = list(executor.map(fit_patch, inputs, repeat(params), repeat(irac_scale)))
     elif n_proc > 1:

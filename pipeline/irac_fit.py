@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from .irac_models import (IracGeometry, SourceModels, background_terms, binned_kernel,
-                          convolve_bin, kernel_gradient, moved_kernel, place_block,
-                          segment_boxes, source_models)
+from .irac_models import (BinnedKernel, IracGeometry, SampledKernels, SourceModels, background_terms,
+                          binned_kernel, convolve_bin_many, kernel_gradient, moved_kernel,
+                          place_block, sampled_kernels, segment_boxes, source_models)
 from .irac_patches import PatchBox
 from .irac_sersic import SersicFit, fit_sersic
 from .irac_solve import IracFlag, Solution, solve
@@ -95,7 +95,11 @@ class PatchInput:
     are HST cutouts holding the whole segment of every listed source, seen through ``geometry``.
     Sources: HST ids, IRAC pixel positions, AB magnitudes, ``point`` = compact (for
     ``point_limit``). ``kernel``: HST-to-IRAC matching kernel on the HST grid; ``irac_psf``: the
-    IRAC PSF on the HST grid (needed for the Sersic step), both centred on pixel (n//2, n//2)."""
+    IRAC PSF on the HST grid (needed for the Sersic step), both centred on pixel (n//2, n//2).
+    ``aor_kernels``, ``aor_psfs`` and ``sampling``: the matching kernel and the IRAC PSF (HST grid)
+    under each AOR's PSF, and the mosaic's sampling maps over the patch box, (n_aor, 3, ny, nx)
+    (``pipeline.sampling``); when given, the models and the Sersic profiles follow the drizzle's
+    sampling (``irac_models.SampledKernels``)."""
 
     box: PatchBox
     irac: np.ndarray
@@ -110,6 +114,24 @@ class PatchInput:
     point: np.ndarray
     kernel: np.ndarray
     irac_psf: np.ndarray | None = None
+    aor_kernels: list[np.ndarray] | None = None
+    sampling: np.ndarray | None = None
+    aor_psfs: list[np.ndarray] | None = None
+
+    def model_kernel(self, shift: tuple[float, float] = (0.0, 0.0), blur: float = 0.0
+                     ) -> BinnedKernel | SampledKernels:
+        """The kernel of the models at ``shift`` and ``blur`` (``source_models``)."""
+        if self.sampling is not None:
+            return sampled_kernels(self.aor_kernels, self.sampling, (self.box.y0, self.box.x0),
+                                   self.geometry.ratio, shift, blur)
+        return binned_kernel(self.kernel, self.geometry.ratio, shift, blur)
+
+    def model_psf(self, blur: float = 0.0) -> BinnedKernel | SampledKernels:
+        """The IRAC PSF of the Sersic step, blurred by ``blur`` (per AOR with the sampling maps)."""
+        if self.sampling is not None and self.aor_psfs is not None:
+            return sampled_kernels(self.aor_psfs, self.sampling, (self.box.y0, self.box.x0),
+                                   self.geometry.ratio, (0.0, 0.0), blur)
+        return binned_kernel(self.irac_psf, self.geometry.ratio, (0.0, 0.0), blur)
 
 
 @dataclass
@@ -157,12 +179,19 @@ def shift_gradient(inp: PatchInput, models: SourceModels, flux: np.ndarray,
     lut[models.ids] = np.nan_to_num(flux) / models.norm
     image = inp.hst_ujy * lut[inp.seg]
     b = inp.box
-    columns = []
-    for bk in kernel_gradient(*moved_kernel(inp.kernel, inp.geometry.ratio, shift, blur or 0.0),
-                              inp.geometry.ratio, blur is not None):
-        block, jy, jx = convolve_bin(image, -inp.geometry.y0, -inp.geometry.x0, bk)
-        columns.append(place_block(block, jy, jx, (b.y0, b.x0), (b.ny, b.nx)).ravel())
-    return np.array(columns).T
+    r = inp.geometry.ratio
+    kernels = [inp.kernel] if inp.sampling is None else inp.aor_kernels
+    total = None
+    for a, k in enumerate(kernels):
+        bks = kernel_gradient(*moved_kernel(k, r, shift, blur or 0.0), r, blur is not None)
+        blocks, jy, jx = convolve_bin_many(image, -inp.geometry.y0, -inp.geometry.x0, bks)
+        # with sampling maps: each AOR's derivative weighted by its share of the pixel (the
+        # offsets' own terms are second order)
+        share = 1.0 if inp.sampling is None else inp.sampling[a, 0]
+        cols = np.array([(share * place_block(block, jy, jx, (b.y0, b.x0), (b.ny, b.nx))).ravel()
+                         for block in blocks])
+        total = cols if total is None else total + cols
+    return total.T
 
 
 def replace_columns(matrix: sp.csc_matrix, columns: dict[int, tuple[np.ndarray, np.ndarray]]
@@ -201,7 +230,7 @@ def refine_bright(inp: PatchInput, models: SourceModels, sol: Solution, weight: 
     IRAC pixels squared). Returns the models with replaced columns."""
     b = inp.box
     shape = (b.ny, b.nx)
-    psf = binned_kernel(inp.irac_psf, inp.geometry.ratio, (0.0, 0.0), blur)
+    psf = inp.model_psf(blur)
     seg_irac = irac_segmentation(inp)
     w2d = weight.reshape(shape)
     model2d = sol.model.reshape(shape)
@@ -375,7 +404,7 @@ def fit_patch(inp: PatchInput, params: IracParams, irac_scale: float = 0.5) -> P
     def one_pass(mag_limit: float, shift: tuple[float, float, float]
                  ) -> tuple[SourceModels, np.ndarray, Solution]:
         sel = np.flatnonzero(inp.mag < mag_limit)
-        kernel = binned_kernel(inp.kernel, inp.geometry.ratio, shift[:2], shift[2])
+        kernel = inp.model_kernel(shift[:2], shift[2])
         models = source_models(inp.hst_ujy, inp.seg, inp.ids[sel], kernel, inp.geometry, box,
                                [boxes[i] for i in sel])
         w = bright_weight(models, bright, weight, params.bright_sn)

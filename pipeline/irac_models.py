@@ -18,6 +18,7 @@ pixel centres, so ``x_irac = (x_hst + 0.5 - x0) / ratio - 0.5``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -160,7 +161,15 @@ def convolve_bin(cutout: np.ndarray, fy: int, fx: int, bk: BinnedKernel
     ``(fy, fx)`` is the fine index of ``cutout[0, 0]`` counted from the first fine pixel of coarse
     pixel (0, 0). Returns the coarse block and the coarse index (row, column) of its pixel [0, 0].
     """
-    r = bk.ratio
+    blocks, jy, jx = convolve_bin_many(cutout, fy, fx, (bk,))
+    return blocks[0], jy, jx
+
+
+def convolve_bin_many(cutout: np.ndarray, fy: int, fx: int, bks: Sequence[BinnedKernel]
+                      ) -> tuple[list[np.ndarray], int, int]:
+    """``convolve_bin`` with several binned kernels of one shape and ``m_lo`` (the cutout's
+    transform is computed once): the blocks and their common coarse index of pixel [0, 0]."""
+    r = bks[0].ratio
     qy0, qx0 = fy // r, fx // r
     ay, ax = fy - r * qy0, fx - r * qx0
     nqy = -(-(ay + cutout.shape[0]) // r)
@@ -168,11 +177,70 @@ def convolve_bin(cutout: np.ndarray, fy: int, fx: int, bk: BinnedKernel
     aligned = np.zeros((nqy * r, nqx * r))
     aligned[ay:ay + cutout.shape[0], ax:ax + cutout.shape[1]] = cutout
     sub = aligned.reshape(nqy, r, nqx, r).transpose(1, 3, 0, 2)
-    out_shape = (nqy + bk.phases.shape[2] - 1, nqx + bk.phases.shape[3] - 1)
+    out_shape = (nqy + bks[0].phases.shape[2] - 1, nqx + bks[0].phases.shape[3] - 1)
     shape = (fft.next_fast_len(out_shape[0], real=True), fft.next_fast_len(out_shape[1], real=True))
-    spec = np.einsum("abij,abij->ij", fft.rfft2(sub, s=shape, workers=1), bk.fft(shape))
-    block = fft.irfft2(spec, s=shape, workers=1)[:out_shape[0], :out_shape[1]]
-    return block, qy0 + bk.m_lo[0], qx0 + bk.m_lo[1]
+    spec_sub = fft.rfft2(sub, s=shape, workers=1)
+    blocks = []
+    for bk in bks:
+        if bk.phases.shape != bks[0].phases.shape or bk.m_lo != bks[0].m_lo:
+            raise ValueError("convolve_bin_many: binned kernels of different shapes")
+        spec = np.einsum("abij,abij->ij", spec_sub, bk.fft(shape))
+        blocks.append(fft.irfft2(spec, s=shape, workers=1)[:out_shape[0], :out_shape[1]])
+    return blocks, qy0 + bks[0].m_lo[0], qx0 + bks[0].m_lo[1]
+
+
+@dataclass
+class SampledKernels:
+    """The models of a drizzled mosaic's sampling (``pipeline.sampling``): per AOR the phase
+    kernels of its matching kernel and of that kernel's shift derivatives (``kernel_gradient``),
+    and ``maps`` (n_aor, 3, ny, nx): each AOR's weight fraction and mean input-centre offset
+    (dx, dy, IRAC pixels) over the patch box whose pixel [0, 0] is coarse (row, column)
+    ``origin``. A source's model pixel is ``sum_a f_a (M_a - dx_a G_a,x - dy_a G_a,y)``: the AOR's
+    model taken at the input centres (``G`` are derivatives with respect to the model's shift,
+    i.e. minus the spatial ones)."""
+
+    kernels: list[tuple[BinnedKernel, BinnedKernel, BinnedKernel]]
+    maps: np.ndarray
+    origin: tuple[int, int]
+
+    @property
+    def ratio(self) -> int:
+        return self.kernels[0][0].ratio
+
+    def flat(self) -> list[BinnedKernel]:
+        return [bk for triple in self.kernels for bk in triple]
+
+    def combine(self, blocks: Sequence[np.ndarray], jy: int, jx: int) -> np.ndarray:
+        """The sampled model from ``flat()``-ordered blocks whose pixel [0, 0] is coarse (jy, jx);
+        zero outside the patch box (no map there)."""
+        ny, nx = self.maps.shape[2:]
+        y0, x0 = self.origin
+        out = np.zeros(blocks[0].shape)
+        ylo, yhi = max(jy, y0), min(jy + out.shape[0], y0 + ny)
+        xlo, xhi = max(jx, x0), min(jx + out.shape[1], x0 + nx)
+        if not (ylo < yhi and xlo < xhi):
+            return out
+        bs = (slice(ylo - jy, yhi - jy), slice(xlo - jx, xhi - jx))
+        ms = (slice(ylo - y0, yhi - y0), slice(xlo - x0, xhi - x0))
+        for a in range(len(self.kernels)):
+            f, dx, dy = self.maps[a, 0][ms], self.maps[a, 1][ms], self.maps[a, 2][ms]
+            m, gx, gy = blocks[3 * a][bs], blocks[3 * a + 1][bs], blocks[3 * a + 2][bs]
+            out[bs] += f * (m - dx * gx - dy * gy)
+        return out
+
+
+def sampled_kernels(kernels: Sequence[np.ndarray], maps: np.ndarray, origin: tuple[int, int], ratio: int,
+                    shift: tuple[float, float] = (0.0, 0.0), blur: float = 0.0) -> SampledKernels:
+    """``SampledKernels`` of the per-AOR fine-grid matching ``kernels`` (one shape), moved by
+    ``shift`` and blurred by ``blur`` as ``binned_kernel``."""
+    if len(kernels) != maps.shape[0]:
+        raise ValueError(f"{len(kernels)} AOR kernels for {maps.shape[0]} sampling maps")
+    triples = []
+    for k in kernels:
+        moved, centre = moved_kernel(k, ratio, shift, blur)
+        gx, gy = kernel_gradient(moved, centre, ratio)
+        triples.append((phase_kernels(moved, centre, ratio), gx, gy))
+    return SampledKernels(triples, maps, origin)
 
 
 @dataclass
@@ -209,27 +277,32 @@ def segment_boxes(seg: np.ndarray, ids: np.ndarray) -> list[tuple[slice, slice] 
     return [objects[i - 1] if 0 < i <= len(objects) else None for i in np.asarray(ids)]
 
 
-def source_models(hst_ujy: np.ndarray, seg: np.ndarray, ids: np.ndarray, kernel: BinnedKernel,
-                  geometry: IracGeometry, box: tuple[int, int, int, int],
+def source_models(hst_ujy: np.ndarray, seg: np.ndarray, ids: np.ndarray,
+                  kernel: BinnedKernel | SampledKernels, geometry: IracGeometry,
+                  box: tuple[int, int, int, int],
                   boxes: list[tuple[slice, slice] | None] | None = None) -> SourceModels:
     """IRAC model columns of the sources ``ids`` over the IRAC pixel box ``(x0, y0, nx, ny)``.
 
     ``hst_ujy`` (uJy per HST pixel) and ``seg`` are HST arrays seen through ``geometry``;
-    ``kernel`` carries the matching kernel and the HST-to-IRAC shift (``binned_kernel``);
-    ``boxes`` are the segments' bounding slices if already known (``segment_boxes``).
+    ``kernel`` carries the matching kernel and the HST-to-IRAC shift (``binned_kernel``), or the
+    per-AOR kernels and sampling maps of a drizzled mosaic (``sampled_kernels``, its maps over
+    this box); ``boxes`` are the segments' bounding slices if already known (``segment_boxes``).
     """
     bx0, by0, bnx, bny = box
     ids = np.asarray(ids)
     if boxes is None:
         boxes = segment_boxes(seg, ids)
+    sampled = isinstance(kernel, SampledKernels)
+    bks = kernel.flat() if sampled else [kernel]
     data, indices, indptr, kept, norms = [], [], [0], [], []
     for sid, slices in zip(ids, boxes):
         if slices is None:
             continue
         cut = np.where(seg[slices] == sid, hst_ujy[slices], 0.0)
-        block, jy, jx = convolve_bin(cut, slices[0].start - geometry.y0,
-                                     slices[1].start - geometry.x0, kernel)
-        total = block.sum()
+        blocks, jy, jx = convolve_bin_many(cut, slices[0].start - geometry.y0,
+                                           slices[1].start - geometry.x0, bks)
+        total = blocks[0].sum()
+        block = kernel.combine(blocks, jy, jx) if sampled else blocks[0]
         if not total > 0:
             continue
         ylo, yhi = max(jy, by0), min(jy + block.shape[0], by0 + bny)

@@ -21,7 +21,7 @@ import numpy as np
 from astropy.modeling.models import Sersic2D
 from scipy.optimize import least_squares
 
-from .irac_models import BinnedKernel, convolve_bin, place_block
+from .irac_models import BinnedKernel, SampledKernels, convolve_bin_many, place_block
 
 
 @dataclass(frozen=True)
@@ -38,26 +38,29 @@ class SersicFit:
     chi2_before: float
     chi2_after: float
 
-    def render(self, psf: BinnedKernel, half: int) -> tuple[np.ndarray, int, int]:
+    def render(self, psf: BinnedKernel | SampledKernels, half: int) -> tuple[np.ndarray, int, int]:
         return render_sersic(self.x, self.y, self.r_eff, self.n, self.q, self.theta, psf, half)
 
 
 def render_sersic(x: float, y: float, r_eff: float, n: float, q: float, theta: float,
-                  psf: BinnedKernel, half: int) -> tuple[np.ndarray, int, int]:
-    """Unit-sum IRAC image of a Sersic profile centred at IRAC pixel (x, y): the profile on the
-    fine grid within ``half`` IRAC pixels of the centre, convolved with ``psf`` (the IRAC PSF on
-    the fine grid) and binned. Returns the block and the IRAC (row, column) of its pixel [0, 0]."""
+                  psf: BinnedKernel | SampledKernels, half: int) -> tuple[np.ndarray, int, int]:
+    """IRAC image of a Sersic profile centred at IRAC pixel (x, y), normalised by the profile's
+    total: the profile on the fine grid within ``half`` IRAC pixels of the centre, convolved with
+    ``psf`` (the IRAC PSF on the fine grid, or per AOR with the mosaic's sampling maps, as the
+    HST models) and binned. Returns the block and the IRAC (row, column) of its pixel [0, 0]."""
     r = psf.ratio
     cx, cy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
     fine = (np.arange(r * (2 * half + 1)) + 0.5) / r - 0.5 - half
     xx, yy = np.meshgrid(cx + fine, cy + fine)
     profile = Sersic2D.evaluate(xx, yy, 1.0, r_eff, n, x, y, 1.0 - q, theta)
-    block, jy, jx = convolve_bin(profile, r * (cy - half), r * (cx - half), psf)
-    return block / block.sum(), jy, jx
+    sampled = isinstance(psf, SampledKernels)
+    blocks, jy, jx = convolve_bin_many(profile, r * (cy - half), r * (cx - half), psf.flat() if sampled else [psf])
+    block = psf.combine(blocks, jy, jx) if sampled else blocks[0]
+    return block / blocks[0].sum(), jy, jx
 
 
 def fit_sersic(data: np.ndarray, previous_model: np.ndarray, mask: np.ndarray, weight: float,
-               origin: tuple[int, int], x0: float, y0: float, psf: BinnedKernel,
+               origin: tuple[int, int], x0: float, y0: float, psf: BinnedKernel | SampledKernels,
                max_offset: float = 2.0, max_nfev: int = 200) -> SersicFit:
     """Fit one Sersic profile plus a constant sky to the stamp ``data`` (an image cleaned of all
     other sources) over ``mask`` with the flat inverse variance ``weight``.

@@ -63,6 +63,7 @@ from pipeline.background import (BackgroundParams, blot_mask, exposure_pedestal,
                                  mosaic_source_mask, smooth_background)
 from pipeline.detect import wcs_pixscale
 from pipeline.photometry import error_and_mask
+from pipeline.sampling import sampling_maps, write_sampling
 
 IR_PIXSCALE = 0.1
 """WFC3/IR release pixel (arcsec)."""
@@ -593,6 +594,8 @@ class MosaicProduct:
     n_exposures: int
     exptime: float
     visits: tuple[str, ...]
+    sampling_path: Path | None = None
+    """IRAC: the drizzle sampling maps (``pipeline.sampling``)."""
 
 
 @dataclass(frozen=True)
@@ -872,10 +875,12 @@ def _sibling_shift(entry: tuple, done: Sequence[tuple], logs: dict[str, str], mi
 
 
 def _irac(frames: Sequence[Exposure], grid: GridSpec, refcat: Table, hst_reference: Table,
-          params: MosaicParams, progress: Progress) -> tuple[dict[str, _Stack], list[AorRecord], list[ExposureRecord], dict[str, str]]:
+          params: MosaicParams, progress: Progress
+          ) -> tuple[dict[str, _Stack], list[AorRecord], list[ExposureRecord], dict[str, str], dict]:
     """IRAC: master background and pedestals, per-AOR shift, drizzle per channel; then (with
     ``background.irac_mosaic_mask``) the backgrounds again with the sources of that channel
-    mosaic masked in every frame, and the final drizzle."""
+    mosaic masked in every frame, and the final drizzle with its sampling maps per channel
+    (``pipeline.sampling``)."""
     ap = params.align
     bp = params.background
     ap_irac = replace(ap, sky_box_arcsec=ap.irac_sky_box_arcsec, tolerance_arcsec=ap.irac_tolerance_arcsec)
@@ -935,6 +940,12 @@ def _irac(frames: Sequence[Exposure], grid: GridSpec, refcat: Table, hst_referen
                                         source_masks=known)
             done[i] = (aor, originals, aligned, bg, fit, sub)
         stacks = stack_all()
+    samplings = {}
+    for filt in stacks:
+        progress(f"IRAC {filt}: drizzle sampling maps")
+        groups = [(e[0].name, int(e[1][0].info.visit_key), e[0].pa, chips(e, e[3])) for e in done if e[0].filter == filt]
+        samplings[filt] = sampling_maps(groups, full, drizzle, pixfrac=params.pixfrac_irac, kernel=params.kernel,
+                                        irac_background_weights=params.irac_background_weights)
 
     aor_records, exp_records = [], []
     for aor, originals, aligned, bg, fit, sub in done:
@@ -952,7 +963,7 @@ def _irac(frames: Sequence[Exposure], grid: GridSpec, refcat: Table, hst_referen
                 sky=level,
                 alignment=_alignment(f.name, f.wcs, w, rms=fit.rms, n_matched=fit.n_matched, status=fit.status),
             ))
-    return stacks, aor_records, exp_records, logs
+    return stacks, aor_records, exp_records, logs, samplings
 
 
 def build_mosaics(
@@ -1023,13 +1034,15 @@ def build_mosaics(
     if bcd_files:
         frames = [read_bcd(p) for p in bcd_files]
         hst_reference = _hst_reference(products, params.align)
-        stacks, aors, irac_exposures, irac_logs = _irac(frames, grid, refcat, hst_reference, params, progress)
+        stacks, aors, irac_exposures, irac_logs, samplings = _irac(frames, grid, refcat, hst_reference, params,
+                                                                   progress)
         exposures.extend(irac_exposures)
         logs.update(irac_logs)
-        products += [
-            _write_product(stack, grid, filt, output_dir, root, params.pixfrac_irac, params.kernel)
-            for filt, stack in stacks.items()
-        ]
+        for filt, stack in stacks.items():
+            product = _write_product(stack, grid, filt, output_dir, root, params.pixfrac_irac, params.kernel)
+            path = write_sampling(output_dir / f"{root}-{filt}_sampling.fits", samplings[filt],
+                                  grid.wcs("irac").to_header(), filt)
+            products.append(replace(product, sampling_path=path))
     timings["irac"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
     for name, text in logs.items():

@@ -274,6 +274,7 @@ def test_irac_rows_and_products_have_provenance(chain):
     # the detection image's PSF is built from the weights of the HST mosaics the detect run combined
     assert inputs == {"det_sci": det_run, "det_wht": det_run, "seg": det_run, "irac_sci_ch1": mosaic_run,
                       "irac_wht_ch1": mosaic_run, "irac_sci_ch2": mosaic_run, "irac_wht_ch2": mosaic_run,
+                      "irac_sampling_ch1": mosaic_run, "irac_sampling_ch2": mosaic_run,
                       **{f"hst_{k}_{f}": mosaic_run for f in hst_filters for k in ("sci", "wht")}}
     assert len(rows) == 2 * n_src and {r.run_id for r in rows} == {irac_run}
     assert {r.channel for r in rows} == {1, 2} and all(r.patch is not None and r.patch >= 0 for r in rows)

@@ -22,6 +22,10 @@ used, with that run's `aor` and `bcd` rows. Per channel (`channel` = ch1, ch2 or
   model cutouts are segment-masked, so they lack the PSF halo beyond their segment, which a
   kernel matched from the full PSF deconvolves as if it were there (models too narrow, fluxes
   low: 1.5" raised the 2' mock's medians by 2-3%; the 3"-wide F105W star is such a cut PSF);
+- with `drizzle_sampling` (default true) and the mosaic run's `irac_sampling` maps, each model
+  pixel is the sum over AORs of the AOR's share of that pixel times its model under that AOR's
+  PSF alone, taken at the mean position of the input pixel centres the drizzle put there
+  (`pipeline.sampling`); mosaics without the maps (ingested release mosaics) use the averaged PSF;
 - `pipeline.irac.fit_field` fits every patch (`n_proc` processes; on the dask cluster when the
   stage runs as a dask task, `pipeline.distributed.patch_executor`).
 
@@ -59,6 +63,7 @@ from ..images import block_to_grid, load_image, pixscale_arcsec
 from ..irac_kernel import resample_psf, to_centre
 from ..photometry import error_and_mask, estimate_background, ujy_per_count
 from ..runner import Input, require_run, run_products
+from ..sampling import SamplingMaps, read_sampling
 
 CHANNELS = ("ch1", "ch2")
 HST_PSF = ("hff-cutouts", "f105w_psf.fits.gz")
@@ -82,6 +87,7 @@ DEFAULTS = {
     "hst_background_box_arcsec": 32.0,
     "hst_psf": "detection",
     "hst_psf_radius_arcsec": None,
+    "drizzle_sampling": True,
 }
 
 
@@ -137,6 +143,8 @@ def plan(conn, field, params, input_dir) -> list[Input]:
         if {i.kind for i in irac if i.filter == ch} != {"irac_sci", "irac_wht"}:
             raise InputError(f"mosaic run {mosaic_run} of {field.name} has no {ch} mosaic (irac_sci + irac_wht): "
                              f"run with --param channel=... for the channels it has")
+    if params.get("drizzle_sampling", True):
+        irac += [i for i in run_products(conn, mosaic_run, ("irac_sampling",)) if i.filter in chans]
     params["hst_psf"] = check_hst_psf(params.get("hst_psf", "detection"))
     params["reference_files"] = {role: {"file": "/".join(parts), "sha256": file_sha256(config.shared_path(*parts))}
                                  for role, parts in psf_files(chans, params["hst_psf"]).items()}
@@ -322,6 +330,15 @@ class KernelAtPosition:
         on_grid = resample_psf(psf, self.irac_psf_scale, self.out_scale)
         return kernel, on_grid
 
+    def aor(self, pa_deg: float) -> tuple[np.ndarray, np.ndarray]:
+        """The matching kernel and the IRAC PSF (HST grid) under one AOR's PSF alone (array angle
+        ``pa_deg``, as ``aor.pa_deg``)."""
+        angle = pa_deg - grid_orientation(self.wcs)
+        psf = to_centre(compute.position_psf(self.irac_psf, [angle], [1.0], self.reference), self.reference)
+        kernel = compute.matching_kernel(self.hst_psf, self.hst_psf_scale, psf, self.irac_psf_scale,
+                                         out_scale=self.out_scale, recenter_target=False)
+        return kernel, resample_psf(psf, self.irac_psf_scale, self.out_scale)
+
     def _at(self, x: float, y: float) -> tuple[np.ndarray, np.ndarray]:
         return self._cached(tuple(np.round(self.weights(x, y), 2).tolist()))
 
@@ -330,6 +347,18 @@ class KernelAtPosition:
 
     def psf(self, x: float, y: float) -> np.ndarray:
         return self._at(x, y)[1]
+
+
+def read_sampling_product(path: Path, shape: tuple[int, int]) -> SamplingMaps:
+    """The mosaic run's sampling maps of one channel (``pipeline.sampling``), checked against the
+    mosaic's shape; ``InputError`` naming the file otherwise."""
+    try:
+        maps = read_sampling(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable drizzle sampling maps ({exc})") from exc
+    if maps.maps.shape[2:] != tuple(shape):
+        raise InputError(f"{path}: sampling maps of shape {maps.maps.shape[2:]} for a mosaic of {tuple(shape)}")
+    return maps
 
 
 def image_header(path: Path) -> fits.Header:
@@ -486,11 +515,17 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         psfs = KernelAtPosition(load_irac_psf(psf_path), hst_psf, frames, irac_wcs, out_scale=hst_scale,
                                 hst_psf_scale=hst_psf_scale, irac_psf_reference=irac_psf_reference(psf_path))
         geometry = compute.IracGeometry.from_wcs(hst_wcs, irac_wcs)
+        sampling = None
+        if f"irac_sampling_{ch}" in by_role:
+            maps = read_sampling_product(by_role[f"irac_sampling_{ch}"].path, irac.shape)
+            per_aor = [psfs.aor(pa) for pa in maps.pa_deg]
+            sampling = compute.AorSampling([k for k, _ in per_aor], [p for _, p in per_aor], maps)
+            progress(f"{ch}: models follow the drizzle's sampling of {len(maps.names)} AORs")
         progress(f"{ch}: fitting {irac.shape[1]}x{irac.shape[0]} IRAC pixels, {len(frames.pa_deg)} AORs")
         with patch_executor() as executor:
             result = compute.fit_field(model_image, model_seg, sources, irac, irac_wht, geometry, psfs.kernel,
                                        psfs.psf, fit_params, irac_scale=pixscale_arcsec(irac_wcs),
-                                       n_proc=int(params["n_proc"]), executor=executor)
+                                       n_proc=int(params["n_proc"]), executor=executor, sampling=sampling)
         nexp, exptime = coverage(src["ra"], src["dec"], frames.corners, frames.exptime)
         blocks[number] = {"flux": result.flux, "err": result.err, "nexp": nexp, "exptime": exptime,
                           "patch": result.patch.astype(np.int64), "bright": bright_flag(result.flag),

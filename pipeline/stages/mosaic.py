@@ -7,7 +7,8 @@ and absolute alignment with proper motions, per-visit background, drizzle with
 `drizzlepac.cdriz`; IRAC master background per AOR and per-AOR alignment) and writes:
 `exposure` rows (one per HST exposure, with its visit and applied alignment), `aor` and
 `bcd` rows (one per AOR and channel / per frame), the mosaics as products (`hst_sci`,
-`hst_wht`, `irac_sci`, `irac_wht`) and the alignment log.
+`hst_wht`, `irac_sci`, `irac_wht`), the IRAC drizzle sampling maps (`irac_sampling`, one file
+per channel: `pipeline.sampling`) and the alignment log.
 """
 from __future__ import annotations
 
@@ -130,6 +131,9 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         for kind, path in (("sci", p.sci_path), ("wht", p.wht_path)):
             run.register_product(path, f"{'irac' if irac else 'hst'}_{kind}", filter_id=fids[p.filter],
                                  meta={"n_exposures": p.n_exposures, "exptime": p.exptime, "visits": list(p.visits)})
+        if p.sampling_path is not None:
+            run.register_product(p.sampling_path, "irac_sampling", filter_id=fids[p.filter],
+                                 meta={"aors": list(p.visits)})
     log_path = outdir / f"{field.name}_alignment.log"
     log_path.write_text("\n\n".join(f"== {name}\n{body}" for name, body in sorted(result.logs.items())))
     run.register_product(log_path, "alignment_log")
