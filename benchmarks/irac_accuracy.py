@@ -58,6 +58,7 @@ from scipy.spatial import cKDTree  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SN_MIN = 10.0
+SN_BINS = (("10-30", 10.0, 30.0), ("30-100", 30.0, 100.0), (">100", 100.0, np.inf))
 NEIGHBOUR_ARCSEC = 2.0
 PURITY_MIN = 0.9
 EDGE_ARCSEC = 3.0
@@ -293,6 +294,8 @@ def evaluate(engine, field: str, truth: Table, irac_run: int) -> dict[str, dict]
             "model": flux_accuracy(flux, err, true, strong),
             "model_neighbour": flux_accuracy(flux, err, true, strong & neighbour),
             "model_hst_total": flux_accuracy(flux * to_total, err * to_total, true, strong),
+            "model_by_sn": {label: flux_accuracy(flux, err, true, strong & (flux / err >= lo) & (flux / err < hi))
+                            for label, lo, hi in SN_BINS},
             "aperture": flux_accuracy(aper, aper_err, true, strong),
             "aperture_neighbour": flux_accuracy(aper, aper_err, true, strong & neighbour),
             "residual_ratio": residual_noise_ratio(residual, wht, quiet),
@@ -421,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_accuracy("model", s["model"])
         _print_accuracy("model, neighbour<2\"", s["model_neighbour"])
         _print_accuracy("model x HST total", s["model_hst_total"])
+        for label, acc in s["model_by_sn"].items():
+            _print_accuracy(f"model, S/N {label}", acc)
         _print_accuracy("aperture 3\" (baseline)", s["aperture"])
         _print_accuracy("aperture, neighbour", s["aperture_neighbour"])
         by_sn = ", ".join(f"{k} {v:.2f}" for k, v in s["residual_ratio_by_sn"].items())
@@ -434,8 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     same = all(np.allclose(np.array([r[2] for r in f], float), np.array([r[2] for r in fluxes[0]], float),
                            equal_nan=True) for f in fluxes[1:])
     print(f"fluxes identical across n_proc: {same}")
-    print(json.dumps({ch: {k: (v.__dict__ if isinstance(v, Accuracy) else v) for k, v in s.items()}
-                      for ch, s in scores.items()}, default=float))
+    print(json.dumps(scores, default=lambda v: v.__dict__ if isinstance(v, Accuracy) else float(v)))
     return 0
 
 

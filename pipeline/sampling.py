@@ -4,12 +4,12 @@ and the weighted mean position of the input pixel centres that fed it.
 With pixfrac 0.2 and 1.2" frames on 0.5" output pixels, an output pixel is fed by a handful of
 input pixels (drops of 0.24"), so its value is not the PSF integrated over the output pixel but
 the PSF sampled at those input pixels' centres: about 0.15 output pixels (rms, each axis) away
-from the pixel centre on the 2' mock, and from one AOR rather than another (the share of one AOR
-in a pixel scatters by 0.22 around its mean of 1/3). The IRAC PSF is not round, and each AOR
-sees it turned by its own angle. A smooth model with the AOR-averaged PSF misses a point source
-by 6% of its peak (rms within 1" of the centre; 17% at worst) on a noise-free drizzle of the
-mock's frames. Modelling each pixel as ``sum_a f_a * (M_a + dx_a dM_a/dx + dy_a dM_a/dy)``, with
-``M_a`` the model under AOR ``a``'s PSF, brings that to 1.4% (``benchmarks/irac_accuracy.py``).
+from the pixel centre on the 2' mock, and from one AOR rather than another (the share of one
+AOR in a pixel scatters by 0.22 around its mean of 1/3). The IRAC PSF is not round, and each AOR sees it turned by its own angle. On a
+noise-free drizzle of the 2' mock's ch1 frames (``benchmarks/irac_sampling.py``) a smooth model
+with the AOR-averaged PSF misses point sources by 5.9% of the peak (rms within 1" of the centre;
+17% at worst, median). Modelling each pixel as ``sum_a f_a * (M_a + dx_a dM_a/dx + dy_a
+dM_a/dy)``, with ``M_a`` the model under AOR ``a``'s PSF, brings that to 1.4% (3.6% at worst).
 golfir reaches the same end by drizzling a PSF per position with the field's AORs.
 
 The maps are drizzles of constant and coordinate images with the science drizzle's weights

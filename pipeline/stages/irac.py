@@ -18,10 +18,11 @@ used, with that run's `aor` and `bcd` rows. Per channel (`channel` = ch1, ch2 or
   less light in their halos than F160W's: matched from the F160W PSF alone, an ACS-dominated
   model's IRAC image is 6-7% of its peak off (``hst_psf = "f160w"`` or any modelled band selects
   one band; ``"f105w_star"`` the F105W star of `hff-cutouts/f105w_psf.fits.gz`, the former
-  stand-in, 7% off for F160W). ``hst_psf_radius_arcsec`` cuts that PSF at a radius: the
-  model cutouts are segment-masked, so they lack the PSF halo beyond their segment, which a
-  kernel matched from the full PSF deconvolves as if it were there (models too narrow, fluxes
-  low: 1.5" raised the 2' mock's medians by 2-3%; the 3"-wide F105W star is such a cut PSF);
+  stand-in, 7% off for F160W). ``hst_psf_radius_arcsec`` (default 1.5; null keeps the whole
+  PSF) cuts that PSF at a radius: the model cutouts are segment-masked, so they lack the PSF
+  halo beyond their segment, which a kernel matched from the full PSF deconvolves as if it were
+  there (models too narrow, fluxes low: on the 2' mock the cut raises the medians from -4.1% /
+  -4.1% to -1.7% / -2.9%; golfir's HST PSF, a 3"-wide star cutout, is such a cut PSF);
 - with `drizzle_sampling` (default true) and the mosaic run's `irac_sampling` maps, each model
   pixel is the sum over AORs of the AOR's share of that pixel times its model under that AOR's
   PSF alone, taken at the mean position of the input pixel centres the drizzle put there
@@ -86,7 +87,7 @@ DEFAULTS = {
     "watershed_min_sn": 1.0,
     "hst_background_box_arcsec": 32.0,
     "hst_psf": "detection",
-    "hst_psf_radius_arcsec": None,
+    "hst_psf_radius_arcsec": 1.5,
     "drizzle_sampling": True,
 }
 
