@@ -470,7 +470,9 @@ def evaluate(engine, field: str, mock_dir: Path, *, match_arcsec: float = MATCH_
     args = (det_products, det_wcs, tx, ty, truth, depth, scale, match_arcsec)
     variants = {"pipeline": det, "release (no high-pass)": _redetect(*args, highpass_arcsec=None),
                 "block scale": _redetect(*args, block_scale=True),
-                "DEBLEND_CONT 1e-4": _redetect(*args, deblend_cont=1e-4)}
+                "DEBLEND_CONT 1e-4": _redetect(*args, deblend_cont=1e-4),
+                "high-pass 1.5\"": _redetect(*args, highpass_arcsec=1.5),
+                "high-pass 1\"": _redetect(*args, highpass_arcsec=1.0)}
     why_missed = classify_missed(det.missed, tx, ty, np.asarray(truth["flux_f160w"], float), seg, scale)
     return {"detect_run": det_run, "photometry_run": phot_run, "depth": depth, "n_empty": n_empty,
             "detection": det, "detection_variants": variants, "by_segment_area": by_area, "why_missed": why_missed,
