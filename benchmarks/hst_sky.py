@@ -158,6 +158,47 @@ def quantile_sky(sci, wht, scale, mask, bp, q_low=0.0228, q_mid=0.1587):
     return np.where(nocov, 0.0, back)
 
 
+def bright_models(bp, mag_limit=22.0, **kw):
+    """The stage's estimator on each visit minus PSF-convolved Sersic models of the filter's
+    sources brighter than ``mag_limit`` (``pipeline.bright_light``), fitted on the stack of the
+    filter's visits (pedestals only)."""
+    from pipeline.background import smooth_background
+    from pipeline.bright_light import bright_light_model
+    from pipeline.sim_bands import BANDS, ujy_to_counts
+    from pipeline.sim_psf import mosaic_psf
+
+    cache = {}
+
+    def sky(k, vs, shape, scale):
+        key = id(vs[0])
+        if key not in cache:
+            stack, swht = combine(vs, shape)
+            band = vs[0]["filter"]
+            t0 = time.perf_counter()
+            cache[key], fits_ = bright_light_model(stack, swht, mosaic_psf(band, scale), pixscale=scale,
+                                                   to_ujy=1.0 / float(ujy_to_counts(1.0, BANDS[band])),
+                                                   mag_limit=mag_limit, **kw)
+            print(f"    ({len(fits_)} bright sources modelled in {time.perf_counter() - t0:.0f} s)")
+        v = vs[k]
+        return smooth_background(v["sci"] - cache[key][v["slices"]], v["wht"], pixscale=scale, params=bp)
+    return sky
+
+
+ORACLE_MAG = 22.0
+"""Sources brighter than this (F160W) make the partial truth-subtracted oracle."""
+
+
+def oracle(light, bp):
+    """The stage's estimator on each visit minus ``light`` (truth sources rendered on the filter
+    grid): what a perfect model of that light, subtracted before the sky, would give."""
+    from pipeline.background import smooth_background
+
+    def sky(k, vs, shape, scale):
+        v = vs[k]
+        return smooth_background(v["sci"] - light[v["slices"]], v["wht"], pixscale=scale, params=bp)
+    return sky
+
+
 def estimators(bp):
     from pipeline.background import smooth_background
 
@@ -194,7 +235,9 @@ def estimators(bp):
             return quantile_sky(v["sci"], v["wht"], scale, stage_mask(v["sci"], v["wht"], scale, p), p)
         return sky
 
-    return {"none": lambda k, vs, shape, scale: 0.0, "stage": stage, "low tail 0.2\"": quantile(0.2),
+    return {"none": lambda k, vs, shape, scale: 0.0, "no models": stage, "stage": bright_models(bp),
+            "bright models, rendered over 40\"": bright_models(bp, render_arcsec=40.0),
+            "low tail 0.2\"": quantile(0.2),
             "low tail 0.5\"": quantile(0.5), "loo 0.2\"": loo(0.2), "loo 0.5\"": loo(0.5),
             "loo 1.0\"": loo(1.0), "photutils 0.2\"": photutils(0.2), "photutils 1.0\"": photutils(1.0)}
 
@@ -231,9 +274,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         layer = vs[0]["layer"]
         shape, wcs, scale = grid.shape(layer), grid.wcs(layer), grid.scale(layer)
-        model = render_truth(truth, filt, wcs, shape, float(np.mean([v["mjd"] for v in vs])))
+        mjd = float(np.mean([v["mjd"] for v in vs]))
+        model = render_truth(truth, filt, wcs, shape, mjd)
         print(f"{filt} ({len(vs)} visits)")
-        for name, sky in estimators(bp).items():
+        oracles = {}
+        if not args.estimators or any(n.startswith("truth-subtracted") for n in args.estimators):
+            bright = np.asarray(truth["mag_f160w"], float) < ORACLE_MAG
+            oracles = {"truth-subtracted, all": model,
+                       f"truth-subtracted, < {ORACLE_MAG:g} mag": render_truth(truth[bright], filt, wcs, shape, mjd)}
+        for name, sky in {**estimators(bp), **{n: oracle(light, bp) for n, light in oracles.items()}}.items():
             if args.estimators and name != "none" and name not in args.estimators:
                 continue
             skies = [sky(k, vs, shape, scale) for k in range(len(vs))]

@@ -54,6 +54,11 @@ class BackgroundParams:
     irac_mosaic_back_size_arcsec, irac_mosaic_thresh : sep mesh and threshold (x pixel
         error) of that mosaic's source detection (golfir: 16 pixels of 0.5", 1.5 sigma);
     irac_mosaic_dilate_arcsec : the mask is grown by this radius in each frame.
+    bright_model_mag : HST sources brighter than this (AB, isophotal, in the filter's own stack)
+        get PSF-convolved Sersic models, subtracted from each visit before its smooth sky is
+        estimated (``pipeline.bright_light``; the mosaics keep their light); None turns it off.
+    bright_model_max, bright_model_stamp_arcsec : at most this many sources, each fitted on a
+        stamp of this side; bright_model_layers : grid layers that get them ('ir', 'optical').
     irac_min_frames : a master pixel is the median of the frames where it is unmasked only if
         there are at least this many (at most the AOR's frame count); otherwise it takes the
         smooth fill. A pixel unmasked in a single frame would copy that frame, source and noise
@@ -76,6 +81,10 @@ class BackgroundParams:
     irac_mosaic_thresh: float = 1.5
     irac_mosaic_dilate_arcsec: float = 3.6
     irac_min_frames: int = 3
+    bright_model_mag: float | None = 22.0
+    bright_model_max: int = 60
+    bright_model_stamp_arcsec: float = 16.0
+    bright_model_layers: tuple[str, ...] = ("ir",)
 
 
 def _disk(radius_pix: float) -> np.ndarray:

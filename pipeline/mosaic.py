@@ -759,13 +759,43 @@ class _Stack:
         return sci.astype(np.float32), self.den.astype(np.float32)
 
 
+def _bright_light(drizzled: Sequence[tuple], grid: GridSpec, bp: BackgroundParams,
+                  progress: Progress) -> dict[str, np.ndarray]:
+    """Per filter of a layer in ``bp.bright_model_layers``: the models of its bright sources
+    (``pipeline.bright_light``) fitted on the stack of its visits (pedestals only), on the
+    filter's full grid layer. Filters without a PSF model are left out."""
+    from pipeline.bright_light import bright_light_model
+    from pipeline.sim_bands import BANDS
+    from pipeline.sim_psf import mosaic_psf
+
+    if bp.bright_model_mag is None:
+        return {}
+    out = {}
+    for filt in sorted({d[0].visit.filter for d in drizzled}):
+        mine = [d for d in drizzled if d[0].visit.filter == filt]
+        layer = mine[0][1]
+        photfnu = mine[0][3][0].photometry.get("PHOTFNU")
+        if layer not in bp.bright_model_layers or filt not in BANDS or not photfnu:
+            continue
+        stack = _Stack(layer, grid.shape(layer))
+        for _, _, slices, _, sci, wht in mine:
+            stack.add(slices, sci, wht)
+        sci, wht = stack.result()
+        scale = grid.scale(layer)
+        out[filt], fits_ = bright_light_model(
+            sci, wht, mosaic_psf(filt, scale), pixscale=scale, to_ujy=float(photfnu) * 1e6,
+            mag_limit=bp.bright_model_mag, max_sources=bp.bright_model_max, stamp_arcsec=bp.bright_model_stamp_arcsec)
+        progress(f"{filt}: {len(fits_)} bright sources modelled for the sky")
+    return out
+
+
 def _drizzle_hst(states: Sequence[_VisitState], grid: GridSpec, params: MosaicParams,
                  progress: Progress) -> tuple[dict[str, _Stack], dict[str, float]]:
     """Final drizzle of each visit (aligned WCS) on its part of the release grid, minus
-    its smooth background, combined per filter. Also returns each visit's median
-    background (output units)."""
-    stacks: dict[str, _Stack] = {}
-    levels: dict[str, float] = {}
+    its smooth background, combined per filter. The background is estimated on the visit
+    minus the models of its filter's bright sources (``_bright_light``), which the mosaic keeps.
+    Also returns each visit's median background (output units)."""
+    drizzled = []
     for s in states:
         layer = s.visit.layer
         full = grid.wcs(layer)
@@ -775,11 +805,16 @@ def _drizzle_hst(states: Sequence[_VisitState], grid: GridSpec, params: MosaicPa
         progress(f"drizzle {s.visit.name}")
         chips = [replace(c, wcs=w) for c, w in zip(s.chips, s.wcs)]
         sci, wht = drizzle(chips, cutout_wcs(full, slices), pixfrac=params.pixfrac_hst, kernel=params.kernel)
-        background = smooth_background(sci, wht, pixscale=grid.scale(layer), params=params.background)
+        drizzled.append((s, layer, slices, chips, sci, wht))
+    light = _bright_light(drizzled, grid, params.background, progress)
+    stacks: dict[str, _Stack] = {}
+    levels: dict[str, float] = {}
+    for s, layer, slices, chips, sci, wht in drizzled:
+        base = sci - light[s.visit.filter][slices] if s.visit.filter in light else sci
+        background = smooth_background(base, wht, pixscale=grid.scale(layer), params=params.background)
         levels[s.visit.name] = float(np.median(background[wht > 0])) if np.any(wht > 0) else float("nan")
-        sci = sci - background
         stack = stacks.setdefault(s.visit.filter, _Stack(layer, grid.shape(layer)))
-        stack.add(slices, sci, wht)
+        stack.add(slices, sci - background, wht)
         stack.chips.extend(chips)
         stack.visits.append(s.visit.name)
     return stacks, levels

@@ -94,6 +94,18 @@ def effective_psf(band: str, scale: float = 0.01, size_arcsec: float = 11.0) -> 
     return add_halo(core, band, scale)
 
 
+def mosaic_psf(band: str, pixscale: float) -> np.ndarray:
+    """The PSF of a mosaic of HST ``band`` on a ``pixscale`` grid: the band's effective PSF model
+    (pixel response included; core + halo, 11" wide) averaged over the output pixel (a drizzled
+    or block-summed mosaic's pixel) and sampled at its centres; odd-sized, centred, unit sum."""
+    fine = pixscale / 5
+    eff = signal.fftconvolve(effective_psf(band, scale=fine, size_arcsec=11.0), pixel_box(pixscale, fine),
+                             mode="same")
+    c = eff.shape[0] // 2
+    out = eff[c % 5::5, c % 5::5]
+    return out / out.sum()
+
+
 def psf_encircled_energy(band: str, radii_arcsec, scale: float = 0.01) -> np.ndarray:
     """Encircled energy of the simulated effective PSF of HST ``band`` at ``radii_arcsec``."""
     psf = effective_psf(band, scale)

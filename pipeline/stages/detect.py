@@ -26,10 +26,11 @@ DEFAULTS["diameters"] = list(DEFAULTS["diameters"])
 DEFAULTS["filter_kernel"] = "f160w_psf"
 """The release's matched filter: the F160W PSF (here the WFC3/IR F160W model of ``pipeline.sim_psf``,
 fitted to the real encircled-energy curve), flipped and cut to 11 x 11 detection pixels."""
-DEFAULTS["highpass_arcsec"] = 2.0
-"""Not the release's (it extracted on the 4"-background image): sources are extracted after a 2"
+DEFAULTS["highpass_arcsec"] = 1.5
+"""Not the release's (it extracted on the 4"-background image): sources are extracted after a 1.5"
 running median is removed (BCG and intracluster light; `pipeline.detect.highpass_level`), which
-took the completeness of a 2' mock cluster field from 76.5% to 91.4% (benchmarks/hst_accuracy.py);
+took the completeness of a 2' mock cluster field from 76.5% to 93.0% (seeds 1 and 2; 91.4% and
+90.7% with the 2" window used until session 8; benchmarks/hst_accuracy.py);
 ``--param highpass_arcsec=null`` restores the release's detection."""
 
 

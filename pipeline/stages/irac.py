@@ -185,33 +185,11 @@ def hst_model_inputs(image: np.ndarray, weight: np.ndarray, seg: np.ndarray, ids
 
 
 def band_psf(band: str, pixscale: float) -> np.ndarray:
-    """The PSF of a mosaic of HST ``band`` on a ``pixscale`` grid: the band's effective PSF model
-    (``pipeline.sim_psf``, pixel response included; core + halo, 11" wide) averaged over the
-    output pixel (a drizzled or block-summed mosaic's pixel) and sampled at its centres; odd-sized,
-    centred, unit sum."""
-    from scipy import signal
+    """The PSF of a mosaic of HST ``band`` on a ``pixscale`` grid (``pipeline.sim_psf.mosaic_psf``:
+    the band's effective PSF model averaged over the output pixel); odd-sized, centred, unit sum."""
+    from ..sim_psf import mosaic_psf
 
-    from ..sim_psf import effective_psf, pixel_box
-
-    fine = pixscale / 5
-    eff = signal.fftconvolve(effective_psf(band, scale=fine, size_arcsec=11.0), pixel_box(pixscale, fine),
-                             mode="same")
-    c = eff.shape[0] // 2
-    out = eff[c % 5::5, c % 5::5]
-    return out / out.sum()
-
-
-def detection_weights(mosaics: dict[str, tuple[np.ndarray, float, float]], pixscale: float) -> dict[str, float]:
-    """Weight of each band in the detection image for a flat f-nu source: per band (wht, PHOTFNU,
-    mosaic pixel scale), the median over covered pixels of its weight on the detection grid
-    (``block_to_grid``, as `pipeline.detect`) in uJy^-2 (``wht / ujy_per_count**2``)."""
-    out = {}
-    for band, (wht, photfnu, scale) in mosaics.items():
-        factor = int(round(pixscale / scale))
-        _, w = block_to_grid(np.zeros_like(wht), wht, factor)
-        good = w[(w > 0) & np.isfinite(w)]
-        out[band] = float(np.median(good)) / ujy_per_count(photfnu=photfnu) ** 2 if good.size else 0.0
-    return out
+    return mosaic_psf(band, pixscale)
 
 
 def detection_psf(weights: dict[str, float], pixscale: float) -> np.ndarray:
