@@ -9,8 +9,14 @@ the stage's products (``truth_empty``, ``sky_cells``: the mosaic minus the rende
 pixels where the truth light is below 0.05 sigma; target below 0.1 in absolute value):
 
 - ``none``: no per-visit sky (the exposures' pedestals only);
-- ``stage``: ``pipeline.background.smooth_background`` (the stage's estimator; reproduces
-  alignment.py's figures);
+- ``no models``: ``pipeline.background.smooth_background`` on the visit (the stage's estimator
+  until session 8; reproduces alignment.py's figures of then);
+- ``stage``: the same on the visit minus the models of the filter's sources brighter than AB 22
+  fitted on the stack of its visits (``pipeline.bright_light``, as the stage since session 8);
+  ``bright models, rendered over 40"``: the models extrapolated beyond their fitted stamps;
+- ``truth-subtracted``: the estimator on the visit minus the truth light of every source, or of
+  the sources brighter than F160W = 22 (what a perfect model would give);
+- ``low tail``: per mesh ``2 P(15.87%) - P(2.28%)`` of the unmasked pixels;
 - ``loo``: the same sep sky, with the sources found on the other visits of the filter
   (leave-one-out: noise independent of the visit's) as the mask, dilated by 0.2", 0.5" or 1";
 - ``photutils``: ``Background2D`` (32" boxes, filter 3, sigma-clipped median, meshes up to 90%
@@ -20,7 +26,7 @@ and, for the combined mosaic with pedestals only, where the light is: per distan
 stage's source mask, the median image level, the mean truth light and the median of image minus
 truth (the true sky), all over the pixel noise.
 
-    python benchmarks/hst_sky.py --mock W/mock [--filters f105w f125w f160w f814w]
+    python benchmarks/hst_sky.py --mock W/mock [--filters f105w f125w f160w f814w] [--estimators NAME ...]
 
 ``W/mock`` is a mock folder as ``alcsdb mock`` writes it (``benchmarks/mock_photoz.py --workdir W``
 and ``benchmarks/alignment.py --workdir W`` make one).
@@ -171,6 +177,8 @@ def bright_models(bp, mag_limit=22.0, **kw):
 
     def sky(k, vs, shape, scale):
         key = id(vs[0])
+        if vs[0]["layer"] not in bp.bright_model_layers:
+            return smooth_background(vs[k]["sci"], vs[k]["wht"], pixscale=scale, params=bp)
         if key not in cache:
             stack, swht = combine(vs, shape)
             band = vs[0]["filter"]
