@@ -35,7 +35,7 @@ from scipy import signal
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.mosaic import drizzle, read_bcd, release_grid  # noqa: E402
-from pipeline.sampling import input_centres, sampling_maps  # noqa: E402
+from pipeline.sampling import sampling_maps  # noqa: E402
 from pipeline.sim_observe import make_wcs  # noqa: E402
 from pipeline.sim_psf import irac_psf, psf_in_frame  # noqa: E402
 from pipeline.sim_render import sample_scene  # noqa: E402

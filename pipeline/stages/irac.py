@@ -192,6 +192,19 @@ def band_psf(band: str, pixscale: float) -> np.ndarray:
     return mosaic_psf(band, pixscale)
 
 
+def detection_weights(mosaics: dict[str, tuple[np.ndarray, float, float]], pixscale: float) -> dict[str, float]:
+    """Weight of each band in the detection image for a flat f-nu source: per band (wht, PHOTFNU,
+    mosaic pixel scale), the median over covered pixels of its weight on the detection grid
+    (``block_to_grid``, as `pipeline.detect`) in uJy^-2 (``wht / ujy_per_count**2``)."""
+    out = {}
+    for band, (wht, photfnu, scale) in mosaics.items():
+        factor = int(round(pixscale / scale))
+        _, w = block_to_grid(np.zeros_like(wht), wht, factor)
+        good = w[(w > 0) & np.isfinite(w)]
+        out[band] = float(np.median(good)) / ujy_per_count(photfnu=photfnu) ** 2 if good.size else 0.0
+    return out
+
+
 def detection_psf(weights: dict[str, float], pixscale: float) -> np.ndarray:
     """PSF of the detection image: the ``weights``-weighted mean of the bands' mosaic PSFs
     (``band_psf``). Bands without a PSF model are left out (and named by ``InputError`` when
