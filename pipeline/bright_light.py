@@ -30,6 +30,10 @@ from scipy.optimize import least_squares
 from pipeline.photometry import error_and_mask
 
 
+MIN_PIXELS = 100
+"""A source whose stamp has fewer usable pixels than this gets no model."""
+
+
 @dataclass(frozen=True)
 class BrightFit:
     """One fitted source: centre (pixels), effective radius (pixels), index, axis ratio, angle
@@ -145,8 +149,13 @@ def bright_light_model(sci: np.ndarray, wht: np.ndarray, psf: np.ndarray, *, pix
         stamp = (data - model)[y0:y1, x0:x1]
         s_seg = seg[y0:y1, x0:x1]
         good = ~nocov[y0:y1, x0:x1] & ((s_seg == 0) | (s_seg == label))
-        fit = fit_bright(stamp, err[y0:y1, x0:x1], good, psf, float(obj["x"]), float(obj["y"]), size, (y0, x0),
-                         floor)
+        if good.sum() < MIN_PIXELS:
+            continue
+        try:
+            fit = fit_bright(stamp, err[y0:y1, x0:x1], good, psf, float(obj["x"]), float(obj["y"]), size,
+                             (y0, x0), floor)
+        except (ValueError, np.linalg.LinAlgError):
+            continue  # a stamp the fit cannot use (e.g. non-finite values): no model, as for a faint source
         if not (np.isfinite(fit.amplitude) and fit.amplitude > 0):
             continue
         fits_.append(fit)
