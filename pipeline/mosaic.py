@@ -63,7 +63,10 @@ from pipeline.background import (BackgroundParams, blot_mask, exposure_pedestal,
                                  mosaic_source_mask, smooth_background)
 from pipeline.detect import wcs_pixscale
 from pipeline.photometry import error_and_mask
+from pipeline.bright_light import bright_light_model
 from pipeline.sampling import sampling_maps, write_sampling
+from pipeline.sim_bands import BANDS
+from pipeline.sim_psf import mosaic_psf
 
 IR_PIXSCALE = 0.1
 """WFC3/IR release pixel (arcsec)."""
@@ -764,10 +767,6 @@ def _bright_light(drizzled: Sequence[tuple], grid: GridSpec, bp: BackgroundParam
     """Per filter of a layer in ``bp.bright_model_layers``: the models of its bright sources
     (``pipeline.bright_light``) fitted on the stack of its visits (pedestals only), on the
     filter's full grid layer. Filters without a PSF model are left out."""
-    from pipeline.bright_light import bright_light_model
-    from pipeline.sim_bands import BANDS
-    from pipeline.sim_psf import mosaic_psf
-
     if bp.bright_model_mag is None:
         return {}
     out = {}
@@ -792,10 +791,25 @@ def _bright_light(drizzled: Sequence[tuple], grid: GridSpec, bp: BackgroundParam
 def _drizzle_hst(states: Sequence[_VisitState], grid: GridSpec, params: MosaicParams,
                  progress: Progress) -> tuple[dict[str, _Stack], dict[str, float]]:
     """Final drizzle of each visit (aligned WCS) on its part of the release grid, minus
-    its smooth background, combined per filter. The background is estimated on the visit
-    minus the models of its filter's bright sources (``_bright_light``), which the mosaic keeps.
+    its smooth background, combined per filter. In the layers of ``bright_model_layers`` the
+    background is estimated on the visit minus the models of its filter's bright sources
+    (``_bright_light``), which the mosaic keeps; those visits are held until their filter's
+    models are fitted, the others are combined as they are drizzled.
     Also returns each visit's median background (output units)."""
-    drizzled = []
+    bp = params.background
+    stacks: dict[str, _Stack] = {}
+    levels: dict[str, float] = {}
+
+    def combine(s: _VisitState, layer: str, slices, chips, sci, wht, light: np.ndarray | None) -> None:
+        base = sci if light is None else sci - light[slices]
+        background = smooth_background(base, wht, pixscale=grid.scale(layer), params=bp)
+        levels[s.visit.name] = float(np.median(background[wht > 0])) if np.any(wht > 0) else float("nan")
+        stack = stacks.setdefault(s.visit.filter, _Stack(layer, grid.shape(layer)))
+        stack.add(slices, sci - background, wht)
+        stack.chips.extend(chips)
+        stack.visits.append(s.visit.name)
+
+    held = []
     for s in states:
         layer = s.visit.layer
         full = grid.wcs(layer)
@@ -805,18 +819,13 @@ def _drizzle_hst(states: Sequence[_VisitState], grid: GridSpec, params: MosaicPa
         progress(f"drizzle {s.visit.name}")
         chips = [replace(c, wcs=w) for c, w in zip(s.chips, s.wcs)]
         sci, wht = drizzle(chips, cutout_wcs(full, slices), pixfrac=params.pixfrac_hst, kernel=params.kernel)
-        drizzled.append((s, layer, slices, chips, sci, wht))
-    light = _bright_light(drizzled, grid, params.background, progress)
-    stacks: dict[str, _Stack] = {}
-    levels: dict[str, float] = {}
-    for s, layer, slices, chips, sci, wht in drizzled:
-        base = sci - light[s.visit.filter][slices] if s.visit.filter in light else sci
-        background = smooth_background(base, wht, pixscale=grid.scale(layer), params=params.background)
-        levels[s.visit.name] = float(np.median(background[wht > 0])) if np.any(wht > 0) else float("nan")
-        stack = stacks.setdefault(s.visit.filter, _Stack(layer, grid.shape(layer)))
-        stack.add(slices, sci - background, wht)
-        stack.chips.extend(chips)
-        stack.visits.append(s.visit.name)
+        if bp.bright_model_mag is not None and layer in bp.bright_model_layers:
+            held.append((s, layer, slices, chips, sci, wht))
+        else:
+            combine(s, layer, slices, chips, sci, wht, None)
+    light = _bright_light(held, grid, bp, progress)
+    for s, layer, slices, chips, sci, wht in held:
+        combine(s, layer, slices, chips, sci, wht, light.get(s.visit.filter))
     return stacks, levels
 
 
