@@ -227,27 +227,21 @@ def estimators(bp):
             return sep_sky(v["sci"], v["wht"], scale, mask, p)
         return sky
 
-    def photutils(dilate):
+    def masked(estimate, dilate):
+        """``estimate(sci, wht, scale, mask, params)`` with the stage's source mask dilated by ``dilate``."""
         p = replace(bp, dilate_arcsec=dilate)
 
         def sky(k, vs, shape, scale):
             v = vs[k]
-            return photutils_sky(v["sci"], v["wht"], scale, stage_mask(v["sci"], v["wht"], scale, p), p)
-        return sky
-
-    def quantile(dilate):
-        p = replace(bp, dilate_arcsec=dilate)
-
-        def sky(k, vs, shape, scale):
-            v = vs[k]
-            return quantile_sky(v["sci"], v["wht"], scale, stage_mask(v["sci"], v["wht"], scale, p), p)
+            return estimate(v["sci"], v["wht"], scale, stage_mask(v["sci"], v["wht"], scale, p), p)
         return sky
 
     return {"none": lambda k, vs, shape, scale: 0.0, "no models": stage, "stage": bright_models(bp),
             "bright models, rendered over 40\"": bright_models(bp, render_arcsec=40.0),
-            "low tail 0.2\"": quantile(0.2),
-            "low tail 0.5\"": quantile(0.5), "loo 0.2\"": loo(0.2), "loo 0.5\"": loo(0.5),
-            "loo 1.0\"": loo(1.0), "photutils 0.2\"": photutils(0.2), "photutils 1.0\"": photutils(1.0)}
+            "low tail 0.2\"": masked(quantile_sky, 0.2),
+            "low tail 0.5\"": masked(quantile_sky, 0.5), "loo 0.2\"": loo(0.2), "loo 0.5\"": loo(0.5),
+            "loo 1.0\"": loo(1.0), "photutils 0.2\"": masked(photutils_sky, 0.2),
+            "photutils 1.0\"": masked(photutils_sky, 1.0)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from astropy.wcs import WCS
 
 from pipeline.irac_models import IracGeometry, binned_kernel, sampled_kernels, source_models
 from pipeline.mosaic import Exposure, ExposureInfo, drizzle
 from pipeline.sampling import input_centres, read_sampling, sampling_maps, write_sampling
+from tests.test_mosaic import DEC0, RA0, offset_point, tan_wcs
 
-RA0, DEC0 = 150.1, 2.2
 ANGLES = (10.0, 55.0, 125.0)  # deg: each AOR's PSF major axis on the output grid
 SIG_MAJOR, SIG_MINOR = 0.9, 0.55  # arcsec
 FLUX = 1000.0
-
-
-def tan_wcs(scale: float, shape: tuple[int, int], pa_deg: float = 0.0, dx: float = 0.0, dy: float = 0.0) -> WCS:
-    ny, nx = shape
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [RA0 + dx / 3600 / np.cos(np.radians(DEC0)), DEC0 + dy / 3600]
-    w.wcs.crpix = [(nx + 1) / 2, (ny + 1) / 2]
-    t = np.radians(pa_deg)
-    w.wcs.cd = scale / 3600 * np.array([[-np.cos(t), np.sin(t)], [np.sin(t), np.cos(t)]])
-    w.wcs.set()
-    w.pixel_shape = (nx, ny)
-    return w
 
 
 def psf_density(dx: np.ndarray, dy: np.ndarray, angle: float) -> np.ndarray:
@@ -53,8 +39,8 @@ def fine_kernel(angle: float, scale: float = 0.1, half: int = 35) -> np.ndarray:
 @pytest.fixture(scope="module")
 def field():
     rng = np.random.default_rng(11)
-    out = tan_wcs(0.5, (40, 40))
-    hst_wcs = tan_wcs(0.1, (200, 200))
+    out = tan_wcs(RA0, DEC0, 0.5, (40, 40))
+    hst_wcs = tan_wcs(RA0, DEC0, 0.1, (200, 200))
     # sources on HST pixel centres, in output-grid pixel coordinates
     hx = np.array([40, 47, 100, 152, 61, 143, 99]) + 0.0
     hy = np.array([45, 150, 98, 52, 103, 141, 158]) + 0.0
@@ -64,7 +50,8 @@ def field():
     for a, angle in enumerate(ANGLES):
         frames = []
         for k in range(6):
-            w = tan_wcs(1.2, (30, 30), pa_deg=angle + 3.0, dx=rng.uniform(-2, 2), dy=rng.uniform(-2, 2))
+            c = offset_point(*rng.uniform(-2, 2, 2))
+            w = tan_wcs(c.ra.deg, c.dec.deg, 1.2, (30, 30), angle + 3.0)
             cx, cy = input_centres(w, (30, 30), out)
             dens = sum(FLUX * psf_density((cx - x) * 0.5, (cy - y) * 0.5, angle) for x, y in zip(ox, oy))
             area_sr = (1.2 / 3600 * np.pi / 180) ** 2
