@@ -295,6 +295,8 @@ class ApertureFlux(Base):
     ecorr: Mapped[Optional[float]] = mapped_column(Float8, comment="uJy")
     tot: Mapped[Optional[float]] = mapped_column(Float8, comment="total flux = corr * tot_corr, uJy")
     etot: Mapped[Optional[float]] = mapped_column(Float8, comment="uJy")
+    samp_corr: Mapped[Optional[float]] = mapped_column(
+        Float8, comment="drizzle-sampling factor in corr and tot (corr = flux * samp_corr * apcorr); NULL: none")
     __table_args__ = (
         CheckConstraint("aperture BETWEEN 0 AND 6", name="aperture"),
         Index(None, "run_id"),

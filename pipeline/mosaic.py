@@ -64,6 +64,7 @@ from pipeline.background import (BackgroundParams, blot_mask, exposure_pedestal,
 from pipeline.detect import wcs_pixscale
 from pipeline.photometry import error_and_mask
 from pipeline.bright_light import bright_light_model
+from pipeline.drizzle_psf import ChipGeometry, write_geometry
 from pipeline.sampling import sampling_maps, write_sampling
 from pipeline.sim_bands import BANDS
 from pipeline.sim_psf import mosaic_psf
@@ -472,13 +473,22 @@ def drizzle(
         sigma_out = np.asarray(sigma, dtype=np.float64) * to_flux * pix_ratio**2
         weight = np.zeros(data.shape, dtype=np.float32)
         np.divide(1.0, np.broadcast_to(sigma_out, data.shape) ** 2, out=weight, where=good, casting="unsafe")
-        in_ny, in_nx = data.shape
-        mapping = cdriz.DefaultWCSMapping(exp.wcs, out_wcs, in_nx, in_ny, stepsize)
-        cdriz.tdriz(
-            data, weight, sci, wht, ctx, 1, 0, 1, 1, in_ny, pix_ratio, 1.0, 1.0, "center",
-            pixfrac, kernel, "cps", 1.0, 1.0, "INDEF", 0, 0, 1, mapping,
-        )
+        drizzle_array(data, weight, exp.wcs, out_wcs, sci, wht, ctx, pix_ratio=pix_ratio, pixfrac=pixfrac,
+                      kernel=kernel, stepsize=stepsize)
     return sci, wht
+
+
+def drizzle_array(data: np.ndarray, weight: np.ndarray, in_wcs: WCS, out_wcs: WCS, sci: np.ndarray, wht: np.ndarray,
+                  ctx: np.ndarray, *, pix_ratio: float, pixfrac: float, kernel: str, stepsize: int = 10) -> None:
+    """Add one float32 array (output flux units per input pixel) with its float32 weights to the
+    output ``sci``/``wht``/``ctx`` arrays of ``out_wcs`` (``cdriz.tdriz``, weighted mean; ``pix_ratio``
+    = output / input pixel side). The call :func:`drizzle` makes per exposure."""
+    in_ny, in_nx = data.shape
+    mapping = cdriz.DefaultWCSMapping(in_wcs, out_wcs, in_nx, in_ny, stepsize)
+    cdriz.tdriz(
+        data, weight, sci, wht, ctx, 1, 0, 1, 1, in_ny, pix_ratio, 1.0, 1.0, "center",
+        pixfrac, kernel, "cps", 1.0, 1.0, "INDEF", 0, 0, 1, mapping,
+    )
 
 
 def _set_card(hdr: fits.Header, key: str, value, comment: str) -> None:
@@ -599,6 +609,8 @@ class MosaicProduct:
     visits: tuple[str, ...]
     sampling_path: Path | None = None
     """IRAC: the drizzle sampling maps (``pipeline.sampling``)."""
+    geometry_path: Path | None = None
+    """HST: the drizzled chips' aligned WCS, weights and masks (``pipeline.drizzle_psf``)."""
 
 
 @dataclass(frozen=True)
@@ -841,10 +853,16 @@ def _write_product(stack: _Stack, grid: GridSpec, filt: str, output_dir: Path, r
     header["BUNIT"] = f"({bunit})**-2"
     fits.PrimaryHDU(wht, header=header).writeto(wht_path, overwrite=True)
     first = stack.chips[0].info
+    geometry_path = None
+    if stack.layer != "irac":
+        geometry_path = write_geometry(
+            output_dir / f"{root}-{filt}_wcs.fits",
+            [ChipGeometry(f"{c.name}[{c.extver}]", c.wcs, background_error(c.err, c.mask), c.mask)
+             for c in stack.chips], pixfrac=pixfrac, kernel=kernel)
     return MosaicProduct(
         filter=filt, instrument=first.instrument, detector=first.detector, layer=stack.layer,
         sci_path=sci_path, wht_path=wht_path, n_exposures=len({c.name for c in stack.chips}),
-        exptime=float(header["EXPTIME"]), visits=tuple(stack.visits),
+        exptime=float(header["EXPTIME"]), visits=tuple(stack.visits), geometry_path=geometry_path,
     )
 
 

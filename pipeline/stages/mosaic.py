@@ -8,7 +8,9 @@ and absolute alignment with proper motions, per-visit background, drizzle with
 `exposure` rows (one per HST exposure, with its visit and applied alignment), `aor` and
 `bcd` rows (one per AOR and channel / per frame), the mosaics as products (`hst_sci`,
 `hst_wht`, `irac_sci`, `irac_wht`), the IRAC drizzle sampling maps (`irac_sampling`, one file
-per channel: `pipeline.sampling`) and the alignment log.
+per channel: `pipeline.sampling`), the drizzled HST chips' aligned WCS, weights and masks
+(`hst_exposure_wcs`, `{root}-{filt}_wcs.fits`: `pipeline.drizzle_psf`, which the photometry stage
+drizzles source models through) and the alignment log.
 """
 from __future__ import annotations
 
@@ -134,6 +136,9 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         if p.sampling_path is not None:
             run.register_product(p.sampling_path, "irac_sampling", filter_id=fids[p.filter],
                                  meta={"aors": list(p.visits)})
+        if p.geometry_path is not None:
+            run.register_product(p.geometry_path, "hst_exposure_wcs", filter_id=fids[p.filter],
+                                 meta={"n_exposures": p.n_exposures})
     log_path = outdir / f"{field.name}_alignment.log"
     log_path.write_text("\n\n".join(f"== {name}\n{body}" for name, body in sorted(result.logs.items())))
     run.register_product(log_path, "alignment_log")

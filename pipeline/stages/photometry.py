@@ -20,6 +20,17 @@ filter with a PSF model is convolved to before its apertures are measured (``psf
 errors follow the convolved images' noise through the empty-aperture scaling. The kernels are a
 ``psf_kernels`` product whose meta lists the matched filters; a filter without a PSF model, or
 the target itself, is measured as it is.
+
+``sampling_correction`` (default True) multiplies each filter's aperture fluxes and errors, before
+the aperture and total corrections, by the drizzle-sampling factor of the source at its position
+(``pipeline.drizzle_psf``): a model of the source (the filter's PSF model convolved with a round
+Gaussian of its intrinsic size, from the detection image's ``flux_radius``) is drizzled through
+the filter's chips as the mosaic stage drizzled them (the mosaic run's ``hst_exposure_wcs``
+products), and the factor is the model's exact aperture flux over its drizzled one. With few
+WFC3/IR exposures at pixfrac 0.33 a star's 0.7" flux depends on its sub-pixel position by 4-9%;
+the factor takes that out. ``aperture_flux.samp_corr`` records it (``flux`` stays the measured
+sum; ``corr = flux * samp_corr * apcorr``). Filters without a PSF model or without the geometry
+product (mosaic runs before it existed) are left as they are.
 """
 from __future__ import annotations
 
@@ -32,14 +43,15 @@ from alcsdb.copyload import fetch_columns
 from alcsdb.errors import InputError
 from alcsdb.measurements import write_apertures, write_total_corrections
 
+from .. import drizzle_psf, psfmatch
 from .. import photometry as compute
-from .. import psfmatch
+from ..sim_psf import effective_psf, mosaic_psf
 from ..images import load_image, pixscale_arcsec
 from ..runner import Input, require_run, run_products
 from .detect import load_mosaics
 
 DEFAULTS = {"subpix": 5, "max_masked_fraction": compute.MAX_MASKED_FRACTION, "background": True,
-            "background_masks_sources": True, "psf_match": None}
+            "background_masks_sources": True, "psf_match": None, "sampling_correction": True}
 
 
 def plan(conn, field, params, input_dir) -> list[Input]:
@@ -51,14 +63,20 @@ def plan(conn, field, params, input_dir) -> list[Input]:
                         {"p": list(used)}).scalars().all()
     mosaics = [dataclasses.replace(i, role=used[i.product_id]) for run in runs for i in run_products(conn, run)
                if i.product_id in used]
-    return inputs + mosaics
+    geometry = []
+    if params["sampling_correction"]:
+        filters = {m.filter for m in mosaics}
+        geometry = [i for run in runs for i in run_products(conn, run, ("hst_exposure_wcs",), role="geometry")
+                    if i.filter in filters]
+    return inputs + mosaics + geometry
 
 
 def execute(run, field, inputs, params, outdir, progress) -> None:
     det_run = next(i.run_id for i in inputs if i.kind == "seg")
     src = fetch_columns(run.conn, [("source_id", "source_id", "i8"), ("id", "id", "i8"), ("x", "x", "f8"),
                                    ("y", "y", "f8"), ("ra", "ra", "f8"), ("dec", "dec", "f8"),
-                                   ("flux_auto", "flux_auto", "f8"), ("kron_rcirc", "kron_rcirc", "f8")],
+                                   ("flux_auto", "flux_auto", "f8"), ("kron_rcirc", "kron_rcirc", "f8"),
+                                   ("flux_radius", "flux_radius", "f8")],
                         "FROM source WHERE run_id = :r ORDER BY id", {"r": det_run})
     by_kind = {i.kind: i for i in inputs}
     image, _, det_wcs = load_image(by_kind["det_sci"].path)
@@ -69,6 +87,8 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
     mosaics = load_mosaics([i for i in inputs if i.kind in ("hst_sci", "hst_wht")])
     target = _psf_target(params["psf_match"], mosaics)
     matched = {}
+    geometry = {i.filter: i.path for i in inputs if i.kind == "hst_exposure_wcs"}
+    sizes = _intrinsic_sizes(src["flux_radius"] * det_scale, mosaics, det_scale) if geometry else None
 
     def measure(sci, wht, wcs, ujy, seg_map, exptime):
         x, y = wcs.all_world2pix(src["ra"], src["dec"], 0)
@@ -100,17 +120,51 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
         ny, nx = m["sci"].shape
         seg_map = np.pad(seg_map, ((0, max(0, ny - seg_map.shape[0])), (0, max(0, nx - seg_map.shape[1]))))[:ny, :nx]
         phot = measure(m["sci"], m["wht"], m["wcs"], m["ujy"], seg_map, m["header"].get("EXPTIME"))
+        block = {q: phot[q] for q in ("flux", "fluxerr", "flag", "bkg", "mask")}
+        flux, fluxerr = phot["flux"], phot["fluxerr"]
+        if m["filter"] in geometry and psfmatch.has_psf_model(m["filter"]):
+            progress(f"{m['filter']} drizzle-sampling factors")
+            factors = _sampling_factors(geometry[m["filter"]], m, src, sizes, matched.get(m["filter"]),
+                                        params["subpix"], progress)
+            flux, fluxerr = flux * factors, fluxerr * factors
+            block["samp_corr"] = np.where(np.isfinite(phot["flux"]), factors, np.nan)
         psf_filter = target["filter"] if m["filter"] in matched else m["filter"]
         tot_corr = compute.total_correction(psf_filter, src["kron_rcirc"] * det_scale)
-        corr = compute.corrected_fluxes(phot["flux"], phot["fluxerr"], src["flux_auto"], det["flux"], tot_corr)
-        blocks[m["filter"]] = {**{q: phot[q] for q in ("flux", "fluxerr", "flag", "bkg", "mask")},
-                               **{q: corr[q] for q in ("corr", "ecorr", "tot", "etot")}}
+        corr = compute.corrected_fluxes(flux, fluxerr, src["flux_auto"], det["flux"], tot_corr)
+        blocks[m["filter"]] = {**block, **{q: corr[q] for q in ("corr", "ecorr", "tot", "etot")}}
         blocks["det"]["apcorr"] = corr["apcorr"]
         tot_corrs[m["filter"]] = tot_corr
     write_apertures(run, src["source_id"], blocks)
     write_total_corrections(run, src["source_id"], tot_corrs)
     if target is not None:
         _write_kernels(run, field, outdir, target, matched)
+
+
+def _intrinsic_sizes(r50_arcsec: np.ndarray, mosaics: list[dict], det_scale: float) -> np.ndarray:
+    """Each source's intrinsic Gaussian sigma (arcsec) from its detection-image half-light radius,
+    less the widest PSF among the filters with a PSF model (on the detection grid): a star comes
+    out as a point, a galaxy a little smaller than it is."""
+    bands = [m["filter"] for m in mosaics if psfmatch.has_psf_model(m["filter"])]
+    if not bands:
+        return np.zeros(r50_arcsec.shape)
+    psf_r50 = max(drizzle_psf.half_light_radius(mosaic_psf(b, det_scale), det_scale) for b in bands)
+    return drizzle_psf.intrinsic_sigma(r50_arcsec, psf_r50)
+
+
+def _sampling_factors(path, mosaic: dict, src: dict, sizes: np.ndarray, match_kernel, subpix: int,
+                      progress) -> np.ndarray:
+    """(N, 7) factors of one filter (``pipeline.drizzle_psf.sampling_factors``) at the sources'
+    positions on its mosaic, for its apertures, through the chips of its ``hst_exposure_wcs``."""
+    chips, pixfrac, kernel = drizzle_psf.read_geometry(path)
+    x, y = mosaic["wcs"].all_world2pix(src["ra"], src["dec"], 0)
+    scale = mosaic["pixscale"]
+    radii = [d / 2 / scale for d in compute.APERTURE_DIAMETERS_ARCSEC]
+    pad = 0 if match_kernel is None else match_kernel.shape[0] // 2 + 1
+    reach = (int(np.ceil(max(radii))) + 5 + pad) * scale
+    psf = effective_psf(mosaic["filter"], scale=drizzle_psf.FINE_SCALE, size_arcsec=2 * reach + 0.5)
+    return drizzle_psf.sampling_factors(chips, mosaic["wcs"], x, y, radii, psf=psf, sigma_arcsec=sizes,
+                                        pixfrac=pixfrac, kernel=kernel, match_kernel=match_kernel, subpix=subpix,
+                                        progress=progress)
 
 
 def _write_kernels(run, field, outdir, target: dict, kernels: dict) -> None:
