@@ -25,7 +25,10 @@ Conventions (release README "Image Mosaics"):
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -478,6 +481,27 @@ def drizzle(
     return sci, wht
 
 
+@contextlib.contextmanager
+def c_output_silenced(fds: tuple[int, ...] = (1, 2)):
+    """File descriptors ``fds`` (stdout and stderr) sent to /dev/null, for C code that prints:
+    drizzlepac's C drizzle prints a line per call to stderr, which would flood a CLI user's
+    terminal and fill the pipe of a parent process that reads it only at the end (the photometry
+    stage drizzles every source's model)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            os.dup2(devnull, fd)
+        yield
+    finally:
+        for fd, copy in zip(fds, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+
+
 def drizzle_array(data: np.ndarray, weight: np.ndarray, in_wcs: WCS, out_wcs: WCS, sci: np.ndarray, wht: np.ndarray,
                   ctx: np.ndarray, *, pix_ratio: float, pixfrac: float, kernel: str, stepsize: int = 10) -> None:
     """Add one float32 array (output flux units per input pixel) with its float32 weights to the
@@ -485,10 +509,11 @@ def drizzle_array(data: np.ndarray, weight: np.ndarray, in_wcs: WCS, out_wcs: WC
     = output / input pixel side). The call :func:`drizzle` makes per exposure."""
     in_ny, in_nx = data.shape
     mapping = cdriz.DefaultWCSMapping(in_wcs, out_wcs, in_nx, in_ny, stepsize)
-    cdriz.tdriz(
-        data, weight, sci, wht, ctx, 1, 0, 1, 1, in_ny, pix_ratio, 1.0, 1.0, "center",
-        pixfrac, kernel, "cps", 1.0, 1.0, "INDEF", 0, 0, 1, mapping,
-    )
+    with c_output_silenced():
+        cdriz.tdriz(
+            data, weight, sci, wht, ctx, 1, 0, 1, 1, in_ny, pix_ratio, 1.0, 1.0, "center",
+            pixfrac, kernel, "cps", 1.0, 1.0, "INDEF", 0, 0, 1, mapping,
+        )
 
 
 def _set_card(hdr: fits.Header, key: str, value, comment: str) -> None:

@@ -14,11 +14,8 @@ drizzles source models through) and the alignment log.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -106,25 +103,10 @@ def _corners(path: str) -> list[list[float]] | None:
     return wcs.calc_footprint(axes=(header["NAXIS1"], header["NAXIS2"])).tolist()
 
 
-@contextlib.contextmanager
-def _c_stdout_silenced():
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
-
-
 def execute(run, field, inputs, params, outdir, progress) -> None:
     input_dir = Path(params["input_dir"])
     grid = compute.release_grid(field.ra, field.dec, _size(input_dir, params))
-    with _c_stdout_silenced():  # drizzlepac's C drizzle prints a line per exposure
+    with compute.c_output_silenced(fds=(1,)):  # the libraries' prints; progress goes to stderr
         result = compute.build_mosaics(input_dir, grid, _params(params), progress, output_dir=outdir, root=field.name)
     conn = run.conn
     fids = filter_ids(conn, sorted({p.filter for p in result.products}))
