@@ -456,6 +456,9 @@ def corrected_fluxes(
     flux_auto: np.ndarray,
     flux_aper_det: np.ndarray,
     tot_corr: np.ndarray,
+    *,
+    fluxerr_auto: np.ndarray | None = None,
+    fluxerr_aper_det: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Aperture-corrected and total fluxes of one filter (the release's ``{f}_corr_i``,
     ``{f}_ecorr_i``, ``{f}_tot_i``, ``{f}_etot_i``).
@@ -467,10 +470,23 @@ def corrected_fluxes(
     Returns ``apcorr = flux_auto / flux_aper_det``, ``corr = flux * apcorr``,
     ``ecorr = fluxerr * apcorr``, ``tot = corr * tot_corr``, ``etot = ecorr * tot_corr``
     (NaN propagates: a masked aperture stays NaN).
+
+    With ``fluxerr_auto`` (N,) and ``fluxerr_aper_det`` (N, n_aper), the detection image's errors,
+    ``ecorr`` also carries the noise of ``apcorr`` itself: ``ecorr^2 = (fluxerr apcorr)^2 +
+    (flux sigma_apcorr)^2``. The Kron aperture holds the circle's pixels plus others, so
+    ``flux_auto = flux_aper + C`` with C independent and ``sigma_apcorr^2 = (max(err_auto^2 -
+    err_aper^2, 0) + (1 - apcorr)^2 err_aper^2) / flux_aper^2`` (0 where an error is not finite).
+    The release (grizli) leaves this term out; it is the same in every filter, so colours do not
+    carry it, totals do.
     """
     apcorr = np.asarray(flux_auto, dtype=np.float64)[:, None] / flux_aper_det
     corr = flux * apcorr
     ecorr = fluxerr * apcorr
+    if fluxerr_auto is not None and fluxerr_aper_det is not None:
+        var_auto = np.asarray(fluxerr_auto, dtype=np.float64)[:, None] ** 2
+        var_aper = np.asarray(fluxerr_aper_det, dtype=np.float64) ** 2
+        var_apcorr = (np.clip(var_auto - var_aper, 0.0, None) + (1.0 - apcorr) ** 2 * var_aper) / flux_aper_det ** 2
+        ecorr = np.sqrt(ecorr ** 2 + flux ** 2 * np.where(np.isfinite(var_apcorr), var_apcorr, 0.0))
     tot_corr = np.asarray(tot_corr, dtype=np.float64)[:, None]
     return {
         "apcorr": apcorr,

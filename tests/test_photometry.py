@@ -179,3 +179,25 @@ def test_corrected_fluxes_of_the_detection_band_are_its_total_flux():
     np.testing.assert_allclose(out["ecorr"] / out["corr"], fluxerr / flux_aper)
     np.testing.assert_allclose(out["etot"], out["ecorr"] * tot_corr[:, None])
     assert np.isnan(out["tot"][0, 2]) and np.isnan(out["etot"][0, 2])
+
+
+def test_corrected_flux_errors_carry_the_noise_of_the_aperture_correction():
+    """Monte Carlo of a faint source: the detection image's circle holds B, its Kron aperture the
+    circle plus an independent ring C; a filter's aperture flux F has its own noise. The scatter of
+    corr = F (B + C) / B is the propagated ecorr, and the weight-map error alone falls short."""
+    rng = np.random.default_rng(3)
+    n = 20000
+    b0, c0, f0 = 50.0, 10.0, 20.0
+    sb, sc, sf = 4.0, 5.0, 2.0
+    b = b0 + sb * rng.standard_normal(n)
+    auto = b + c0 + sc * rng.standard_normal(n)
+    f = f0 + sf * rng.standard_normal(n)
+    err_auto = np.full(n, np.hypot(sb, sc))
+    plain = corrected_fluxes(f[:, None], np.full((n, 1), sf), auto, b[:, None], np.ones(n))
+    full = corrected_fluxes(f[:, None], np.full((n, 1), sf), auto, b[:, None], np.ones(n),
+                            fluxerr_auto=err_auto, fluxerr_aper_det=np.full((n, 1), sb))
+    scatter = np.std(plain["corr"])
+    assert np.median(full["ecorr"]) == pytest.approx(scatter, rel=0.1)
+    assert np.median(plain["ecorr"]) < 0.8 * scatter
+    np.testing.assert_array_equal(full["corr"], plain["corr"])
+    np.testing.assert_allclose(full["etot"], full["ecorr"])

@@ -31,6 +31,13 @@ WFC3/IR exposures at pixfrac 0.33 a star's 0.7" flux depends on its sub-pixel po
 the factor takes that out. ``aperture_flux.samp_corr`` records it (``flux`` stays the measured
 sum; ``corr = flux * samp_corr * apcorr``). Filters without a PSF model or without the geometry
 product (mosaic runs before it existed) are left as they are.
+
+``apcorr_errors`` (default True): ``ecorr`` and ``etot`` also carry the noise of ``apcorr`` (the
+detection image's Kron flux over its aperture flux, ``compute.corrected_fluxes``), which the
+release's errors leave out. It is common to every filter: on the 2' mock the faint isolated stars'
+pulls scatter by 1.48 (NMAD) with the release's errors, but by 0.89 once each star's median pull
+over the six filters is removed, and their aperture fluxes over the curve of growth, without
+``apcorr``, by 1.09. ``false`` gives the release's ``ecorr = fluxerr * apcorr``.
 """
 from __future__ import annotations
 
@@ -51,7 +58,8 @@ from ..runner import Input, require_run, run_products
 from .detect import load_mosaics
 
 DEFAULTS = {"subpix": 5, "max_masked_fraction": compute.MAX_MASKED_FRACTION, "background": True,
-            "background_masks_sources": True, "psf_match": None, "sampling_correction": True}
+            "background_masks_sources": True, "psf_match": None, "sampling_correction": True,
+            "apcorr_errors": True}
 
 
 def plan(conn, field, params, input_dir) -> list[Input]:
@@ -76,7 +84,7 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
     src = fetch_columns(run.conn, [("source_id", "source_id", "i8"), ("id", "id", "i8"), ("x", "x", "f8"),
                                    ("y", "y", "f8"), ("ra", "ra", "f8"), ("dec", "dec", "f8"),
                                    ("flux_auto", "flux_auto", "f8"), ("kron_rcirc", "kron_rcirc", "f8"),
-                                   ("flux_radius", "flux_radius", "f8")],
+                                   ("flux_radius", "flux_radius", "f8"), ("fluxerr_auto", "fluxerr_auto", "f8")],
                         "FROM source WHERE run_id = :r ORDER BY id", {"r": det_run})
     by_kind = {i.kind: i for i in inputs}
     image, _, det_wcs = load_image(by_kind["det_sci"].path)
@@ -130,7 +138,9 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
             block["samp_corr"] = np.where(np.isfinite(phot["flux"]), factors, np.nan)
         psf_filter = target["filter"] if m["filter"] in matched else m["filter"]
         tot_corr = compute.total_correction(psf_filter, src["kron_rcirc"] * det_scale)
-        corr = compute.corrected_fluxes(flux, fluxerr, src["flux_auto"], det["flux"], tot_corr)
+        det_errors = {"fluxerr_auto": src["fluxerr_auto"], "fluxerr_aper_det": det["fluxerr"]} \
+            if params["apcorr_errors"] else {}
+        corr = compute.corrected_fluxes(flux, fluxerr, src["flux_auto"], det["flux"], tot_corr, **det_errors)
         blocks[m["filter"]] = {**block, **{q: corr[q] for q in ("corr", "ecorr", "tot", "etot")}}
         blocks["det"]["apcorr"] = corr["apcorr"]
         tot_corrs[m["filter"]] = tot_corr
