@@ -196,6 +196,21 @@ def wcs_pixscale(wcs: WCS) -> float:
     return float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)
 
 
+def detection_background(image: np.ndarray, weight: np.ndarray, params: DetectParams, pixscale: float):
+    """The detection image's sep background (``params.back_box_arcsec``, ``back_filter_size``), as
+    ``pipeline.photometry.Background``; its ``err_scale`` is 1 unless ``params.rescale_weight``.
+    :func:`detect` subtracts it before everything it measures, ``flux_auto`` included; the
+    photometry stage subtracts it before the detection image's apertures, so that ``apcorr =
+    flux_auto / flux_aper`` compares fluxes over the same background (as grizli's detection
+    catalog)."""
+    err, mask = error_and_mask(image, weight)
+    data = np.ascontiguousarray(image, dtype=np.float32)
+    data[mask] = 0.0
+    background = estimate_background(data, err, mask, pixscale=pixscale, box_arcsec=params.back_box_arcsec,
+                                     filter_size=params.back_filter_size)
+    return background if params.rescale_weight else replace(background, err_scale=1.0)
+
+
 def detect(
     image: np.ndarray,
     weight: np.ndarray,
@@ -233,14 +248,8 @@ def detect(
     err, mask = error_and_mask(image, weight)
     data = np.ascontiguousarray(image, dtype=np.float32)
     data[mask] = 0.0
-    background = estimate_background(
-        data, err, mask, pixscale=pixscale,
-        box_arcsec=params.back_box_arcsec, filter_size=params.back_filter_size,
-    )
-    if params.rescale_weight:
-        err *= np.float32(background.err_scale)
-    else:
-        background = replace(background, err_scale=1.0)
+    background = detection_background(image, weight, params, pixscale)
+    err *= np.float32(background.err_scale)
     data_bkg = data - background.level
     data_bkg[mask] = 0.0
     extract_on = data_bkg

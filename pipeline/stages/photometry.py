@@ -5,7 +5,8 @@ mosaics that run detected on. For the detection image and each filter: fluxes in
 apertures at the detection positions (no PSF matching, as the release), neighbours masked
 by the segmentation; errors from the weight map scaled, per aperture size, to the scatter of
 empty apertures (`empty_aperture_scale`: correlated noise, confusion, background residuals),
-plus the source's Poisson noise (the mosaic's total EXPTIME as gain); `apcorr_i = flux_auto / flux_aper_i` (detection image); per
+plus the source's Poisson noise (the mosaic's total EXPTIME as gain); `apcorr_i = flux_auto / flux_aper_i` (detection image,
+both over the background the detect run subtracted); per
 filter `{f}_tot_corr` from the point-source curve of growth at the circularized Kron radius, and
 `corr`, `tot` with errors. Writes `aperture_flux` and `total_correction` rows.
 
@@ -50,6 +51,7 @@ from alcsdb.copyload import fetch_columns
 from alcsdb.errors import InputError
 from alcsdb.measurements import write_apertures, write_total_corrections
 
+from .. import detect as detect_compute
 from .. import drizzle_psf, psfmatch
 from .. import photometry as compute
 from ..sim_psf import effective_psf, mosaic_psf
@@ -107,7 +109,8 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
 
     progress("detection image apertures")
     det = compute.aperture_photometry(image, weight, src["x"], src["y"], pixscale=det_scale, ujy_per_count=1.0,
-                                      seg=seg, subpix=params["subpix"], max_masked_fraction=None, seg_id=src["id"])
+                                      seg=seg, subpix=params["subpix"], max_masked_fraction=None, seg_id=src["id"],
+                                      background=_detection_background(run.conn, det_run, image, weight, det_scale))
     blocks = {"det": {q: det[q] for q in ("flux", "fluxerr", "flag", "bkg", "mask")}}
     tot_corrs = {}
     for m in mosaics:
@@ -148,6 +151,19 @@ def execute(run, field, inputs, params, outdir, progress) -> None:
     write_total_corrections(run, src["source_id"], tot_corrs)
     if target is not None:
         _write_kernels(run, field, outdir, target, matched)
+
+
+def _detection_background(conn, det_run: int, image: np.ndarray, weight: np.ndarray, det_scale: float):
+    """The background the detect run subtracted before measuring ``flux_auto`` (its own
+    ``back_box_arcsec``, ``back_filter_size`` and ``rescale_weight``), for the detection image's
+    apertures: ``apcorr`` then divides two fluxes over the same background. Until session 9 these
+    apertures kept the residual sky of the detection image (cluster light, halos), which put the
+    faint isolated stars' ``apcorr_2`` anywhere from 0.3 to 7 on the 2' mock."""
+    stored = conn.execute(text("SELECT params FROM run WHERE run_id = :r"), {"r": det_run}).scalar_one() or {}
+    defaults = detect_compute.DetectParams()
+    params = detect_compute.DetectParams(**{k: stored.get(k, getattr(defaults, k))
+                                            for k in ("back_box_arcsec", "back_filter_size", "rescale_weight")})
+    return detect_compute.detection_background(image, weight, params, det_scale)
 
 
 def _intrinsic_sizes(r50_arcsec: np.ndarray, mosaics: list[dict], det_scale: float) -> np.ndarray:
