@@ -98,6 +98,7 @@ SPECIAL_CONES = [
     (359.995, 10.0, 600.0),
     (0.001, 10.0, 400.0),
     (0.0, 90.0, 30.0),  # contains the north pole
+    (0.0, 0.0, 5e-324),  # a subnormal radius (PostgreSQL raises when a division underflows)
     (180.0, 89.99, 120.0),
     (200.0, -90.0, 1.0),  # the south pole
     (PAIR[0], PAIR[1], 40.0),  # spans two fields
