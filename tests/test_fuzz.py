@@ -144,7 +144,8 @@ def apply_table_mutation(cols: list[fits.Column], mutation) -> list[fits.Column]
         return cols[:index] + [fits.Column(name=name, format=col.format, unit=col.unit, dim=col.dim, array=arr)] \
             + cols[index + 1:]
     n = len(cols[0].array)
-    rows = {"empty": np.arange(0), "first": np.arange(min(3, n)), "duplicate": np.r_[np.arange(n), 0],
+    rows = {"empty": np.arange(0), "first": np.arange(min(3, n)),
+            "duplicate": np.r_[np.arange(n), 0] if n else np.arange(0),  # an earlier mutation may have emptied it
             "shuffle": np.random.default_rng(n).permutation(n)}[arg]
     return [fits.Column(name=c.name, format=c.format, unit=c.unit, dim=c.dim, array=np.asarray(c.array)[rows])
             for c in cols]
